@@ -1,0 +1,203 @@
+"""The matrix schema: what a user declares in ``matrix.yaml``.
+
+A matrix states intent only (models x tasks, with per-task subsets and instruction overrides);
+everything after it is derived by the planner. The schema forbids unknown fields so a typo such
+as ``subset:`` for ``subsets:`` is an error naming the field and the closest valid name, instead
+of a silently ignored setting that costs a day of compute.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import InputError
+
+ModelKind = Literal["auto", "sentence-transformers", "decoder", "openai"]
+InstructionMode = Literal["auto", "e5", "none"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstructionOverride(_Strict):
+    """Per-prompt-type task strings; either may be omitted to keep mteb's default for it."""
+
+    query: str | None = None
+    document: str | None = None
+
+
+class ModelSpec(_Strict):
+    """One model to evaluate.
+
+    ``model`` is a hub id, a local directory (relative to the matrix file), ``pkg:<module>/<subdir>``
+    for a directory shipped inside an installed Python package, or ``openai:<model>`` for an
+    OpenAI-compatible embeddings endpoint.
+    """
+
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    kind: ModelKind = "auto"
+    instructions: InstructionMode = "auto"
+    pooling: Literal["auto", "last-token", "mean"] = "auto"
+    max_length: int | None = Field(default=None, gt=0)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    batch_size: int = Field(default=32, gt=0)
+    normalize: bool | None = None
+    revision: str | None = None
+    gguf_file: str | None = None
+    base_url_env: str = "OPENAI_BASE_URL"
+    api_key_env: str = "OPENAI_API_KEY"
+    dimensions: int | None = Field(default=None, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_path_safe(cls, value: str) -> str:
+        if value.startswith((".", "/")) or "\\" in value or ".." in value:
+            raise ValueError("must not start with '.' or '/', nor contain '..' or '\\'")
+        return value
+
+
+class TaskSpec(_Strict):
+    """One mteb task, optionally with a local copy of its data and a subset/split selection."""
+
+    name: str = Field(min_length=1)
+    data: Path | None = None
+    subsets: list[str] | None = None
+    splits: list[str] | None = None
+    instruction: str | InstructionOverride | None = None
+
+
+class Matrix(_Strict):
+    """The whole experiment: cells are the product of ``models`` and ``tasks``."""
+
+    name: str = Field(min_length=1)
+    output: Path | None = None
+    models: list[ModelSpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(min_length=1)
+    cache_dir: Path | None = None
+
+    @field_validator("models")
+    @classmethod
+    def _unique_model_names(cls, value: list[ModelSpec]) -> list[ModelSpec]:
+        _require_unique([m.name for m in value], "model name")
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_task_names(cls, value: list[TaskSpec]) -> list[TaskSpec]:
+        _require_unique([t.name for t in value], "task name")
+        return value
+
+
+def _require_unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"duplicate {what} {n!r}; each must appear once")
+        seen.add(n)
+
+
+class LoadedMatrix(BaseModel):
+    """A validated matrix together with where it came from (relative paths resolve against it)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    matrix: Matrix
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: Path) -> Path:
+        p = p.expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def output_dir(self, override: Path | None = None) -> Path:
+        if override is not None:
+            return override.expanduser().resolve()
+        if self.matrix.output is not None:
+            return self.resolve(self.matrix.output)
+        return (Path.cwd() / "runs" / self.matrix.name).resolve()
+
+
+def _field_path(loc: tuple[Any, ...], raw: Any) -> str:
+    """Turn a pydantic location into ``models[0].name``, adding the model/task name if known."""
+    parts: list[str] = []
+    node = raw
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and 0 <= item < len(node) and isinstance(node[item], dict):
+                nm = node[item].get("name")
+                if nm:
+                    label = f"[{item}] (name: {nm})"
+            parts.append(label)
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+        else:
+            parts.append(("." if parts else "") + str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Matrix
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        field = model.model_fields.get(str(item))
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        inner = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _explain(err: dict[str, Any], raw: Any) -> tuple[str, str, str]:
+    loc = tuple(err.get("loc", ()))
+    field = _field_path(loc, raw) or "<top level>"
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(loc)
+        bad = str(loc[-1])
+        close = difflib.get_close_matches(bad, allowed, n=1)
+        fix = f"rename it to {close[0]!r}" if close else f"remove it; allowed fields here: {', '.join(allowed)}"
+        return field, f"unknown field {bad!r}", fix
+    if kind == "missing":
+        return field, "required field is missing", f"add '{loc[-1]}:' to this entry"
+    msg = err.get("msg", "invalid value")
+    return field, msg, "change the value as the message says (see README 'Matrix reference')"
+
+
+def load_matrix(path: str | Path) -> LoadedMatrix:
+    """Read and validate a matrix file; any problem raises one :class:`InputError`."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise InputError(path, None, "matrix file does not exist", "pass the path of an existing YAML matrix file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark is not None else None
+        raise InputError(path, line, f"not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise InputError(path, None, "the matrix must be a YAML mapping", "start the file with 'name:', 'models:' and 'tasks:'")
+    try:
+        matrix = Matrix.model_validate(raw)
+    except ValidationError as exc:
+        field, problem, fix = _explain(exc.errors()[0], raw)
+        more = len(exc.errors()) - 1
+        if more:
+            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise InputError(path, field, problem, fix) from None
+    return LoadedMatrix(matrix=matrix, path=path)

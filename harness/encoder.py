@@ -1,0 +1,71 @@
+"""The bridge between mteb's encoder protocol and our embedders, through the embedding cache.
+
+mteb calls ``encode(DataLoader, task_metadata=..., prompt_type=...)`` once per task, split, subset
+and side. This encoder resolves the exact prefix for that call, looks every text up in the shared
+cache, and sends only the misses (deduplicated) to the model. That is what makes a warm re-run
+free and lets one corpus serve any number of query instructions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from mteb.models.abs_encoder import AbsEncoder
+from tqdm.auto import tqdm
+from mteb.models.model_meta import ModelMeta, ScoringFunction
+
+from harness.embedding_cache import EmbeddingCache, cache_key
+from harness.instructions import InstructionPolicy
+from harness.models.base import Embedder
+
+_MISS_BATCH = 1024  # texts per model call + cache transaction: bounds what a kill -9 can lose
+
+
+def build_model_meta(name: str, revision: str, embedder: Embedder, dim: int | None = None) -> ModelMeta:
+    similarity = ScoringFunction.DOT_PRODUCT if embedder.similarity == "dot" else ScoringFunction.COSINE
+    return ModelMeta.create_empty(
+        overwrites={"name": name, "revision": revision, "similarity_fn_name": similarity, "embed_dim": dim}
+    )
+
+
+class CachedEncoder(AbsEncoder):
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache, policy: InstructionPolicy, meta: ModelMeta,
+                 show_progress: bool = True) -> None:
+        self.model = embedder
+        self.embedder = embedder
+        self.cache = cache
+        self.policy = policy
+        self.mteb_model_meta = meta
+        self.show_progress = show_progress
+        self.prefixes_seen: set[str] = set()
+
+    def encode(self, inputs: Any, *, task_metadata: Any, hf_split: str, hf_subset: str, prompt_type: Any = None,
+               **kwargs: Any) -> np.ndarray:
+        texts = [text for batch in inputs for text in batch["text"]]
+        prefix = self.policy.prefix(task_metadata, prompt_type)
+        self.prefixes_seen.add(prefix)
+        return self.embed_texts(texts, prefix, label=f"{task_metadata.name}/{hf_split}/{hf_subset}/{getattr(prompt_type, 'value', prompt_type) or 'all'}")
+
+    def embed_texts(self, texts: list[str], prefix: str, label: str = "") -> np.ndarray:
+        fp = self.embedder.fingerprint
+        keys = [cache_key(fp, prefix, t) for t in texts]
+        found = self.cache.get_many(keys)
+        missing: dict[bytes, str] = {}
+        for k, t in zip(keys, texts):
+            if k not in found and k not in missing:
+                missing[k] = t
+        items = list(missing.items())
+        bar = tqdm(total=len(items), desc=f"encode {label}", unit="text", disable=not self.show_progress or not items,
+                   leave=False)
+        for start in range(0, len(items), _MISS_BATCH):
+            chunk = items[start : start + _MISS_BATCH]
+            vecs = self.embedder.embed([t for _, t in chunk], prefix)
+            self.cache.put_many([k for k, _ in chunk], vecs)
+            for (k, _), v in zip(chunk, vecs):
+                found[k] = v
+            bar.update(len(chunk))
+        bar.close()
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)

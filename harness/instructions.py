@@ -1,0 +1,75 @@
+"""Which prompt goes in front of which text: the one place evaluation and training agree on it.
+
+The E5-mistral recipe puts ``Instruct: {task}\\nQuery: {text}`` on queries only for retrieval-like
+tasks (documents are embedded bare, so one document index serves every instruction) and on every
+input for the other task types. Task strings default to mteb's ``TaskMetadata.prompt`` (through
+mteb's own resolution, so a task without one gets mteb's per-type default), and a matrix may
+override them per task. ``trainers/`` imports :func:`e5_prefix` so training and evaluation can
+never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+E5_TEMPLATE = "Instruct: {task}\nQuery: "
+RETRIEVAL_LIKE_TYPES = frozenset({"Retrieval", "Reranking", "InstructionRetrieval", "InstructionReranking"})
+
+Mode = Literal["e5", "none", "model-prompts"]
+
+
+def e5_prefix(task_instruction: str) -> str:
+    """The E5 query prefix for one task string (empty task string -> no prefix)."""
+    task_instruction = task_instruction.strip()
+    return E5_TEMPLATE.format(task=task_instruction) if task_instruction else ""
+
+
+def is_retrieval_like(task_type: str) -> bool:
+    return task_type in RETRIEVAL_LIKE_TYPES
+
+
+@dataclass(frozen=True)
+class InstructionPolicy:
+    """Resolves the exact prefix for (task, prompt type); the prefix is part of the cache key.
+
+    ``mode``:
+    - ``e5``: the E5 template with the task string (decoder embedders).
+    - ``model-prompts``: the prompts saved in a sentence-transformers model's config, chosen the
+      way mteb's own SentenceTransformer wrapper chooses them (so scores match mteb's).
+    - ``none``: no prefix at all.
+    """
+
+    mode: Mode
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> {query|document|all: str}
+    model_prompts: dict[str, str] = field(default_factory=dict)
+
+    def task_string(self, task_metadata: Any, prompt_type: Any) -> str:
+        """The task instruction: a matrix override, else ``TaskMetadata.prompt``, else mteb's default."""
+        kind = getattr(prompt_type, "value", prompt_type)
+        override = self.overrides.get(task_metadata.name, {})
+        if kind in override:
+            return override[kind]
+        if "all" in override:
+            return override["all"]
+        prompt = task_metadata.prompt
+        if isinstance(prompt, dict):
+            prompt = prompt.get(kind or "query") or prompt.get("query")
+        if prompt:
+            return str(prompt)
+        from mteb.abstasks.abstask import get_abstask_prompt
+
+        return str(get_abstask_prompt(task_metadata.name) or "")
+
+    def prefix(self, task_metadata: Any, prompt_type: Any) -> str:
+        kind = getattr(prompt_type, "value", prompt_type)
+        if self.mode == "none":
+            return ""
+        if self.mode == "model-prompts":
+            from mteb.models.abs_encoder import get_prompt_name
+
+            name = get_prompt_name(self.model_prompts or None, task_metadata, prompt_type)
+            return self.model_prompts.get(name, "") if name else ""
+        if is_retrieval_like(task_metadata.type) and kind == "document":
+            return ""
+        return e5_prefix(self.task_string(task_metadata, prompt_type))
