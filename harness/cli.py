@@ -1,0 +1,161 @@
+"""The ``harness`` command line.
+
+Exit codes are part of the interface (CI scripts depend on them): 0 all done, 1 some cells failed
+(or a gate found a regression), 2 bad input. Bad input is always detected before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from harness.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark harness for LLM-based text embedders.")
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _quiet_environment() -> None:
+    os.environ.setdefault("MTEB_CACHE", str(Path.home() / ".cache" / "harness" / "mteb"))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def _bad_input(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _matrix_path(file: Optional[Path], example: Optional[str]) -> Path:
+    from harness.examples import example_path
+
+    if (file is None) == (example is None):
+        raise InputError(None, "FILE", "give either a matrix FILE or --example NAME", "e.g. 'harness run matrix.yaml' or 'harness run --example smoke'")
+    return example_path(example) if example else file  # type: ignore[return-value]
+
+
+FileArg = Annotated[Optional[Path], typer.Argument(help="Matrix YAML file.")]
+ExampleOpt = Annotated[Optional[str], typer.Option("--example", help="A matrix shipped with the package (see 'harness ls examples').")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: matrix 'output:' or runs/<name>).")]
+
+
+@app.command()
+def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
+    """Check a matrix: schema, task names, subsets, data folders and every data file."""
+    _quiet_environment()
+    from harness.config import load_matrix
+    from harness.plan import build_plan
+
+    try:
+        loaded = load_matrix(_matrix_path(file, example))
+        plan = build_plan(loaded)
+    except InputError as exc:
+        _bad_input(exc)
+    typer.echo(f"ok: {loaded.path} — {len(plan.models)} model(s) × {len(plan.tasks)} task(s) = {len(plan.cells)} cell(s)")
+
+
+@app.command()
+def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Show what a run would do and what is already cached."""
+    _quiet_environment()
+    from harness.config import load_matrix
+    from harness.plan import build_plan
+
+    try:
+        p = build_plan(load_matrix(_matrix_path(file, example)), output, load_data=False)
+    except InputError as exc:
+        _bad_input(exc)
+    rows = [{"model": c.model.spec.name, "task": c.task.name, "subsets": c.task.subsets, "splits": c.task.splits,
+             "key": c.key[:20], "status": "cached" if p.cached(c) else "to run"} for c in p.cells]
+    if as_json:
+        typer.echo(json.dumps({"output": str(p.output), "cells": rows}, indent=2))
+        return
+    typer.echo(f"run directory: {p.output}")
+    for r in rows:
+        typer.echo(f"  [{r['status']:>6}] evaluate {r['model']} × {r['task']} subsets={','.join(r['subsets'])} splits={','.join(r['splits'])} key={r['key']}")
+    todo = sum(r["status"] != "cached" for r in rows)
+    typer.echo(f"{todo} of {len(rows)} step(s) to run")
+
+
+@app.command()
+def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
+        device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda:0 (default: auto).")] = None,
+        no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")] = False) -> None:
+    """Run a matrix: every missing (model, task) cell; cached cells are skipped."""
+    _quiet_environment()
+    from harness.config import load_matrix
+    from harness.executor import run_plan
+    from harness.plan import build_plan
+
+    try:
+        p = build_plan(load_matrix(_matrix_path(file, example)), output)
+    except InputError as exc:
+        _bad_input(exc)
+    report = run_plan(p, show_progress=not no_progress, device=device)
+    for o in report.outcomes:
+        if o.status == "failed":
+            typer.secho(f"  FAILED {o.model} × {o.task}: {o.error}", fg=typer.colors.RED, err=True)
+        else:
+            flat = ", ".join(f"{sp}/{ss}={v:.5f}" for sp, subs in o.scores.items() for ss, v in subs.items() if v is not None)
+            typer.echo(f"  {o.status:>6} {o.model} × {o.task}: {flat}")
+    typer.echo(f"results: {p.output / 'results'}")
+    raise typer.Exit(EXIT_FAILED if report.failed else EXIT_OK)
+
+
+@app.command("ls")
+def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")] = "tasks",
+       task_type: Annotated[Optional[str], typer.Option("--type", help="Filter tasks by mteb type.")] = None) -> None:
+    """List mteb task names (with type and main score), shipped examples, or reference baselines."""
+    _quiet_environment()
+    if what == "examples":
+        from harness.examples import example_names
+
+        for n in example_names():
+            typer.echo(n)
+        return
+    if what == "baselines":
+        try:
+            from leaderboards.reference import reference_models
+        except ImportError:
+            _bad_input(InputError(None, "what", "the leaderboards package is not available", "reinstall the project"))
+        for n in reference_models():
+            typer.echo(n)
+        return
+    if what != "tasks":
+        _bad_input(InputError(None, "what", f"unknown listing {what!r}", "use one of: tasks, examples, baselines"))
+    import mteb
+
+    for t in mteb.get_tasks():
+        md = t.metadata
+        if task_type and md.type != task_type:
+            continue
+        typer.echo(f"{md.name}\t{md.type}\t{md.main_score}\t{','.join(md.eval_splits)}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from harness import cli_extra  # noqa: F401  (registers report / gate / generate)
+
+    try:
+        app()
+    except InputError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(EXIT_BAD_INPUT)

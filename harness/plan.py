@@ -1,0 +1,113 @@
+"""The planner: matrix -> cells -> steps with content keys, and what is already cached.
+
+Keys hash everything that changes a step's output (model identity and encode settings, task,
+subsets, splits, instruction overrides, the data's content hash, mteb's version), so a changed
+setting re-runs only what depends on it and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.config import LoadedMatrix, ModelSpec
+from harness.models.fingerprint import directory_fingerprint, file_fingerprint
+from harness.models.reference import ModelReference, resolve_reference
+from harness.store import ArtifactStore
+from harness.tasks import ResolvedTask, resolve_task
+
+EVAL_STEP = "evaluate"
+EVAL_CODE_VERSION = "1"  # bump when evaluation code changes what a result means
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _content_of(ref_kind: str, value: str) -> str:
+    if ref_kind == "path":
+        p = Path(value)
+        return directory_fingerprint(p) if p.is_dir() else file_fingerprint(p)
+    return f"{ref_kind}:{value}"
+
+
+@dataclass
+class ModelPlan:
+    spec: ModelSpec
+    ref: ModelReference
+    key: str
+
+    @property
+    def revision(self) -> str:
+        """Changes whenever weights or encode settings change, so results never collide."""
+        return self.spec.revision or self.key[:12]
+
+
+@dataclass
+class Cell:
+    model: ModelPlan
+    task: ResolvedTask
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.spec.name} × {self.task.name}"
+
+
+@dataclass
+class Plan:
+    loaded: LoadedMatrix
+    output: Path
+    models: list[ModelPlan]
+    tasks: list[ResolvedTask]
+    cells: list[Cell]
+
+    def cached(self, cell: Cell) -> bool:
+        return ArtifactStore(self.output).is_done(EVAL_STEP, cell.key)
+
+
+def model_plan(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
+    ref = resolve_reference(spec.model, loaded.base_dir, loaded.path, field=f"models[{spec.name}].model")
+    settings = spec.model_dump(exclude={"name", "base_url_env", "api_key_env"})
+    key = _hash({"content": _content_of(ref.kind, ref.value), "settings": settings})
+    return ModelPlan(spec=spec, ref=ref, key=key)
+
+
+def _mteb_version() -> str:
+    return metadata.version("mteb")
+
+
+def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool = True) -> Plan:
+    """Resolve every model and task up front so bad input fails before anything is written.
+
+    With ``load_data`` every local data file is parsed now: a malformed qrels line must be
+    reported before the first cell writes a result, not an hour into the run.
+    """
+    m = loaded.matrix
+    models = [model_plan(spec, loaded) for spec in m.models]
+    tasks = [resolve_task(spec, loaded, i) for i, spec in enumerate(m.tasks)]
+    if load_data:
+        for rt in tasks:
+            rt.load()
+    cells: list[Cell] = []
+    for mp in models:
+        for rt in tasks:
+            instr = rt.spec.instruction
+            key = _hash({
+                "model": mp.key,
+                "task": rt.name,
+                "subsets": rt.subsets,
+                "splits": rt.splits,
+                "instruction": instr if isinstance(instr, (str, type(None))) else instr.model_dump(),
+                "data": rt.data_fingerprint(),
+                "mteb": _mteb_version(),
+                "code": EVAL_CODE_VERSION,
+            })
+            cells.append(Cell(model=mp, task=rt, key=key))
+    return Plan(loaded=loaded, output=loaded.output_dir(output), models=models, tasks=tasks, cells=cells)

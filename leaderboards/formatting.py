@@ -1,0 +1,22 @@
+"""Number formatting shared by the text renderers.
+
+Reports show MTEB leaderboard units (main score x 100, two decimals) because that is how people
+quote these numbers; CSV and JSON keep the raw 0-1 scores so nothing is lost to rounding.
+"""
+
+from __future__ import annotations
+
+MISSING = "—"
+
+
+def points(score: float | None) -> str:
+    return MISSING if score is None else f"{100 * score:.2f}"
+
+
+def signed_points(delta: float | None) -> str:
+    if delta is None:
+        return MISSING
+    value = 100 * delta
+    if abs(value) < 0.005:
+        return "±0.00"
+    return f"{value:+.2f}"

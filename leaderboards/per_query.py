@@ -1,0 +1,37 @@
+"""Per-query main scores, kept beside a run's results for paired significance tests.
+
+A main score is a mean over queries; two runs on the same queries can be compared query by query,
+which separates a real drop from the noise of a few queries flipping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from leaderboards.errors import LeaderboardInputError
+from leaderboards.results_reader import read_json
+from leaderboards.schemas import PerQueryFile, validation_problem
+from leaderboards.scores import ModelResults, ScoreKey
+
+
+def read_per_query(path: Path) -> PerQueryFile:
+    raw = read_json(path)
+    try:
+        return PerQueryFile.model_validate(raw)
+    except ValidationError as exc:
+        field, problem = validation_problem(exc)
+        raise LeaderboardInputError(
+            path, field, f"is not a per-query score file ({problem})",
+            'write {"task_name", "main_score", "scores": {split: {hf_subset: {query_id: score}}}} or delete it',
+        ) from exc
+
+
+def per_query_scores(model: ModelResults, key: ScoreKey) -> dict[str, float] | None:
+    """The per-query scores behind one main score, or None when the run did not keep them."""
+    path = model.per_query_files.get(key.task)
+    if path is None:
+        return None
+    parsed = read_per_query(path)
+    return parsed.scores.get(key.split, {}).get(key.subset)

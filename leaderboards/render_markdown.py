@@ -1,0 +1,89 @@
+"""Markdown rendering of a report: models as rows, so a dozen baselines stay readable in a PR or a terminal."""
+
+from __future__ import annotations
+
+from leaderboards.aggregate import CategoryAverage, Report, ScoreRow
+from leaderboards.formatting import MISSING, points, signed_points
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def esc(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def score_cell(row: ScoreRow, label: str, reference: str) -> str:
+    score = row.scores.get(label)
+    if score is None:
+        return MISSING
+    rank = row.ranks.get(label)
+    if label == reference:
+        return f"{points(score)} (#{rank})"
+    return f"{points(score)} ({signed_points(row.deltas.get(label))}, #{rank})"
+
+
+def coverage_text(cat: CategoryAverage) -> str:
+    used = f"{len(cat.common_tasks)}/{cat.tasks_total} tasks"
+    if not cat.excluded:
+        return used
+    left = "; ".join(f"{task} (missing for {', '.join(labels)})" for task, labels in cat.excluded.items())
+    return f"{used}; left out: {left}"
+
+
+def _summary(report: Report) -> list[str]:
+    cats = report.categories
+    header = ["Rank", "Model", "Origin", "Coverage"] + [c.category for c in cats] + ["Overall"]
+    rows = []
+    for e in report.entries:
+        cov = f"{e.tasks_covered}/{e.tasks_total} tasks, {e.scores_covered}/{e.scores_total} scores"
+        cells = [points(c.averages[e.label]) for c in cats]
+        rows.append([str(e.rank) if e.rank else MISSING, e.label, e.origin, cov] + cells + [points(e.overall)])
+    lines = _table(header, rows)
+    lines += ["", "Tasks in each average (only tasks every model above covers):", ""]
+    lines += [f"- **{c.category}**: {', '.join(c.common_tasks) or 'none'} — {coverage_text(c)}" for c in cats + [report.overall]]
+    return lines
+
+
+def _per_task(report: Report, rows: list[ScoreRow], extra: CategoryAverage | None = None) -> list[str]:
+    header = ["Model"] + [f"{r.task} ({r.task_type})" for r in rows] + ([f"{extra.category} avg"] if extra else [])
+    body = []
+    for e in report.entries:
+        cells = [score_cell(r, e.label, report.reference_label) for r in rows]
+        if extra:
+            cells.append(points(extra.averages[e.label]))
+        body.append([e.label] + cells)
+    return _table(header, body)
+
+
+def _per_language(report: Report) -> list[str]:
+    lines: list[str] = []
+    by_task: dict[tuple[str, str], list[ScoreRow]] = {}
+    for row in report.languages:
+        by_task.setdefault((row.task, row.split), []).append(row)
+    for (task, split), rows in by_task.items():
+        lines += ["", f"### {task} ({split})", ""]
+        header = ["Model"] + [r.subset for r in rows]
+        body = [[e.label] + [score_cell(r, e.label, report.reference_label) for r in rows] for e in report.entries]
+        lines += _table(header, body)
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    lines = [f"# {report.title}", ""]
+    lines.append(f"Run: `{report.run_location}` · Δ against: **{report.reference_label}**"
+                 + (f" · reference data: {report.reference_provenance}" if report.reference_provenance else ""))
+    lines.append("")
+    lines.append("Scores are MTEB main scores ×100. Cells read `score (Δ vs reference, #rank)`; "
+                 "— means the model has no score for it. Coverage counts the run's tasks and scores a model has.")
+    lines += ["", "## Summary (MTEB category averages)", ""] + _summary(report)
+    lines += ["", "## Per task", ""] + _per_task(report, report.tasks)
+    if report.beir:
+        lines += ["", "## BEIR per dataset", ""] + _per_task(report, report.beir, report.beir_average)
+    if report.languages:
+        lines += ["", "## Per language"] + _per_language(report)
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""Pydantic schemas of every file the leaderboards read.
+
+Validation errors from these models carry the exact field path (e.g. ``scores.test.0.main_score``),
+which is what turns "KeyError: 'main_score'" into a message a user can act on. Extra keys are
+allowed everywhere because mteb adds top-level keys between versions and we only need a few.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REFERENCE_FORMAT = "e5-harness-reference/1"
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SubsetScore(_Tolerant):
+    """One entry of ``scores.<split>`` in an mteb v2 TaskResult file."""
+
+    hf_subset: str
+    languages: list[str] = Field(default_factory=list)
+    main_score: float
+
+
+class TaskResultFile(_Tolerant):
+    """The parts of mteb's ``TaskResult`` JSON (results-repository layout) that aggregation needs."""
+
+    task_name: str
+    dataset_revision: str | None = None
+    mteb_version: str | None = None
+    evaluation_time: float | None = None
+    scores: dict[str, list[SubsetScore]]
+
+
+class ModelMetaFile(_Tolerant):
+    """``model_meta.json`` beside the task files; only the identity matters here."""
+
+    name: str | None = None
+    revision: str | None = None
+
+
+class PerQueryFile(_Tolerant):
+    """``per_query/<Task>.json``: the main metric of every query, for paired significance tests."""
+
+    task_name: str
+    main_score: str
+    scores: dict[str, dict[str, dict[str, float]]]
+
+
+class ReferenceHeader(_Tolerant):
+    """First line of the shipped reference file: what it is and where its numbers come from."""
+
+    format: str
+    source_repository: str
+    source_commit: str | None
+    built_from: str
+    built_from_sha256: str | None = None
+    selection: str
+    score_scale: str = "0-1"
+    records: int
+    scores: int
+
+
+class ReferenceRecord(_Tolerant):
+    """One source result file of one model: its provenance once, then its (split, subset, score) rows."""
+
+    model: str
+    revision: str
+    task: str
+    task_type: str
+    metric: str | None = None
+    mteb_version: str | None = None
+    dataset_revision: str | None = None
+    source_path: str
+    scores: list[tuple[str, str, float]]
+
+
+def validation_problem(exc: Any) -> tuple[str, str]:
+    """Turn the first pydantic error into (field path, problem) for a LeaderboardInputError."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "<top level>"
+    problem = first.get("msg", "invalid value")
+    if len(errors) > 1:
+        problem += f" (and {len(errors) - 1} more problem(s))"
+    return loc, problem
