@@ -84,7 +84,8 @@ def assign_labels(run_models: list[ModelResults], baselines: list[ModelResults])
         labelled.append((label, model))
     taken = {label for label, _ in labelled}
     for model in baselines:
-        label = model.name if model.name not in taken else f"{model.name} (MTEB reference)"
+        suffix = "MTEB reference" if model.origin == "reference" else "baseline"
+        label = model.name if model.name not in taken else f"{model.name} ({suffix})"
         if label in taken:
             continue
         taken.add(label)

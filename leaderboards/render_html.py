@@ -112,6 +112,10 @@ def render_html(report: Report) -> str:
         "small numbers are Δ vs the reference and rank; — = no score.</p>",
         _legend(report),
         f'<h2 id="summary">Summary</h2><div class="scroll">{chart}</div>{_summary(report)}',
+    ]
+    if report.languages:
+        sections.append(f'<h2 id="languages">Per language</h2>{_language_sections(report)}')
+    sections += [
         '<h2 id="tasks">Per task</h2>'
         + _models_table(report, report.tasks, [f'{escape(r.task)}<br><span class="rank">{escape(r.task_type)}</span>'
                                                for r in report.tasks]),
@@ -119,8 +123,6 @@ def render_html(report: Report) -> str:
     if report.beir and report.beir_average:
         avg = {label: points(v) for label, v in report.beir_average.averages.items()}
         sections.append('<h2 id="beir">BEIR per dataset</h2>' + _models_table(report, report.beir, [escape(r.task) for r in report.beir], avg))
-    if report.languages:
-        sections.append(f'<h2 id="languages">Per language</h2>{_legend(report)}{_language_sections(report)}')
     if report.notes:
         sections.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in report.notes) + "</ul>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(report.title)}</title>'

@@ -73,7 +73,7 @@ def read_task_result(path: Path) -> TaskResultFile:
             {
                 "task_name": loaded.task_name,
                 "dataset_revision": loaded.dataset_revision,
-                "mteb_version": loaded.mteb_version,
+                "mteb_version": raw.get("mteb_version") or loaded.mteb_version,  # the writer's, not ours
                 "evaluation_time": loaded.evaluation_time,
                 "scores": loaded.scores,
             }

@@ -53,9 +53,9 @@ def grouped_bar_chart(
         parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" fill="#555">{tick:g}</text>')
         tick += step
     group_w = plot_w / max(1, len(groups))
-    bar_w = max(1.0, group_w * 0.8 / max(1, len(series)))
+    bar_w = max(1.0, min(22.0, group_w * 0.8 / max(1, len(series))))
     for g, group in enumerate(groups):
-        x0 = left + g * group_w + group_w * 0.1
+        x0 = left + g * group_w + (group_w - bar_w * len(series)) / 2
         for s, (label, colour, vals) in enumerate(series):
             value = vals[g]
             x = x0 + s * bar_w

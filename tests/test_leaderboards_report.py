@@ -143,4 +143,18 @@ def test_a_results_directory_can_be_a_baseline(run_dir: Path, tmp_path: Path) ->
     meta = revision_dir(other) / "model_meta.json"
     meta.write_text(json.dumps({"name": "me/copy", "revision": "c1"}))
     text = report(run_dir, "markdown", [str(other)], "me/copy", None)
-    assert "| me/copy | directory |" in text.replace("| 1 | me/copy", "| me/copy")
+    row = _md_row(text, "me/copy")
+    assert row[2] == "directory" and row[3] == "5/5 tasks, 6/6 scores"
+    assert "Δ against: **me/copy**" in text
+
+
+def test_legacy_result_files_are_read_through_mteb(tmp_path: Path) -> None:
+    """Pre-1.11 files (no ``scores``/``main_score``) are converted by mteb's own TaskResult loader."""
+    write_run(tmp_path / "run")
+    rev = revision_dir(tmp_path / "run")
+    (rev / "SciFact.json").write_text(json.dumps({
+        "mteb_version": "1.0.2", "mteb_dataset_name": "SciFact", "dataset_revision": None,
+        "test": {"ndcg_at_10": 0.64508, "map_at_10": 0.6, "evaluation_time": 3.1}}))
+    data = json.loads(report(tmp_path / "run", "json", ["none"], None, None))
+    scifact = next(r for r in data["subsets"] if r["task"] == "SciFact")
+    assert scifact["scores"][MINILM] == 0.64508

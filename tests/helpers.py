@@ -1,0 +1,37 @@
+"""Small test helpers: run the CLI in-process and read results back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+
+def cli(*args: str) -> Any:
+    from harness import cli_extra  # noqa: F401
+    from harness.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject)
+
+
+def _reject(token: str) -> Any:
+    raise ValueError(f"non-strict JSON constant {token}")
+
+
+def main_scores(run_dir: Path) -> dict[tuple[str, str, str, str], float]:
+    """(model dir, task, split, subset) -> main score, from every task file under results/."""
+    out = {}
+    for f in sorted((run_dir / "results").glob("*/*/*.json")):
+        if f.name == "model_meta.json":
+            continue
+        obj = read_json(f)
+        for split, rows in obj["scores"].items():
+            for row in rows:
+                out[(f.parts[-3], obj["task_name"], split, row["hf_subset"])] = row["main_score"]
+    return out
