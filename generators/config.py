@@ -103,6 +103,7 @@ class GenerationConfig(_Model):
     backend: BackendConfig
     tasks: dict[TaskType, TaskConfig]
     languages: Literal["xlmr"] | dict[str, float] = "xlmr"
+    templates: Literal["paper", "compact"] = "paper"
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     lengths: LengthConfig = Field(default_factory=LengthConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)

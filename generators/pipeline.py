@@ -143,7 +143,7 @@ def _lengths(cfg: GenerationConfig, tspec: TaskSpec) -> dict[str, int]:
 
 
 def _schema_text(schema: dict[str, object]) -> str:
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    return json.dumps(schema, separators=(",", ":"))  # key order kept: it is the order the model writes
 
 
 class Job:
@@ -188,7 +188,7 @@ class Job:
             tspec = spec(tt)
             if not tspec.two_step or tcfg.count == 0:
                 continue
-            tpl = load_template(tspec.brainstorm_template)  # type: ignore[arg-type]
+            tpl = load_template(f"{cfg.templates}/{tspec.brainstorm_template}")
             self.templates[tpl.id] = tpl.version
             caps = {"tasks": cfg.lengths.task} if cfg.lengths.task else {}
             schema = json_schema(BrainstormOutput, caps, max_items=tcfg.tasks_per_brainstorm)
@@ -230,7 +230,7 @@ class Job:
         skipped = 0
         for tt, tcfg in cfg.tasks.items():
             tspec = spec(tt)
-            tpl = load_template(tspec.generate_template)
+            tpl = load_template(f"{cfg.templates}/{tspec.generate_template}")
             self.templates[tpl.id] = tpl.version
             schema = json_schema(tspec.schema, _lengths(cfg, tspec))
             for i in range(tcfg.count):

@@ -132,12 +132,12 @@ def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")]
             typer.echo(n)
         return
     if what == "baselines":
-        try:
-            from leaderboards.reference import reference_models
-        except ImportError:
-            _bad_input(InputError(None, "what", "the leaderboards package is not available", "reinstall the project"))
-        for n in reference_models():
-            typer.echo(n)
+        from leaderboards.reference import load_reference
+
+        data = load_reference()
+        for name, model in data.models.items():
+            typer.echo(f"{name}\t{len(model.scores) if hasattr(model, 'scores') else ''}")
+        typer.echo(f"# {data.provenance}")
         return
     if what != "tasks":
         _bad_input(InputError(None, "what", f"unknown listing {what!r}", "use one of: tasks, examples, baselines"))

@@ -56,14 +56,34 @@ class ResolvedTask:
         self.task.data_loaded = True
 
 
-def get_task(name: str, eval_splits: list[str] | None = None, hf_subsets: list[str] | None = None) -> Any:
-    """mteb's registry, plus the harness's own smoke-set tasks (real mteb task classes)."""
-    import mteb
+TASK_REGISTRY: dict[str, type] = {}
+"""Task classes known to the harness beyond mteb's registry (the smoke set, user-defined tasks).
 
+Each entry is an mteb task class (subclass of an mteb ``AbsTask*``) so it is evaluated by mteb's
+own evaluator; ``register_task`` is the one way to add one."""
+
+
+def register_task(cls: type) -> type:
+    """Make an mteb task class resolvable by its ``metadata.name`` in matrices (usable as a decorator)."""
+    TASK_REGISTRY[cls.metadata.name] = cls  # type: ignore[attr-defined]
+    return cls
+
+
+def _registry() -> dict[str, type]:
     from harness.smoke_tasks import SMOKE_TASKS
 
-    if name in SMOKE_TASKS:
-        task = SMOKE_TASKS[name]()
+    for cls in SMOKE_TASKS.values():
+        TASK_REGISTRY.setdefault(cls.metadata.name, cls)
+    return TASK_REGISTRY
+
+
+def get_task(name: str, eval_splits: list[str] | None = None, hf_subsets: list[str] | None = None) -> Any:
+    """A registered task, else mteb's registry."""
+    import mteb
+
+    registry = _registry()
+    if name in registry:
+        task = registry[name]()
         if eval_splits:
             task.filter_eval_splits(eval_splits=eval_splits)
         return task.filter_languages(None, None, hf_subsets=hf_subsets)
@@ -73,9 +93,7 @@ def get_task(name: str, eval_splits: list[str] | None = None, hf_subsets: list[s
 def _suggest(name: str) -> str:
     import mteb
 
-    from harness.smoke_tasks import SMOKE_TASKS
-
-    names = [t.metadata.name for t in mteb.get_tasks()] + list(SMOKE_TASKS)
+    names = [t.metadata.name for t in mteb.get_tasks()] + list(_registry())
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     return f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run 'harness ls tasks' for valid names"
 

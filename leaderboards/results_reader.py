@@ -76,6 +76,7 @@ def read_task_result(path: Path) -> TaskResultFile:
                 "mteb_version": raw.get("mteb_version") or loaded.mteb_version,  # the writer's, not ours
                 "evaluation_time": loaded.evaluation_time,
                 "scores": loaded.scores,
+                "harness_provenance": raw.get("harness_provenance"),
             }
         )
     except Exception:  # mteb could not read it: our schema either reads it or says what is wrong
@@ -116,7 +117,7 @@ def _add_task(results: ModelResults, path: Path, parsed: TaskResultFile, rel: st
                 continue
             results.scores[key] = float(entry.main_score)
             results.languages[key] = tuple(entry.languages)
-    results.task_types[task] = task_type(task)
+    results.task_types[task] = task_type(task, parsed.stored_task_type())
     results.sources[task] = TaskSource(rel, parsed.mteb_version, parsed.dataset_revision)
 
 

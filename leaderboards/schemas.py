@@ -34,6 +34,13 @@ class TaskResultFile(_Tolerant):
     mteb_version: str | None = None
     evaluation_time: float | None = None
     scores: dict[str, list[SubsetScore]]
+    harness_provenance: dict[str, Any] | None = None
+
+    def stored_task_type(self) -> str | None:
+        """The task type the writer recorded (the harness does, for local tasks mteb does not know)."""
+        task = (self.harness_provenance or {}).get("task")
+        value = task.get("type") if isinstance(task, dict) else None
+        return value if isinstance(value, str) else None
 
 
 class ModelMetaFile(_Tolerant):

@@ -8,6 +8,7 @@ seeded so that a CI verdict never flips between re-runs of the same numbers. num
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,9 +37,11 @@ def paired_test(
 ) -> PairedTestResult | None:
     """Two-sided paired permutation test and bootstrap CI on queries both runs scored.
 
-    Returns None when fewer than two queries are shared: there is nothing to test.
+    Queries without a finite score on both sides are left out. Returns None when fewer than two
+    queries remain: there is nothing to test.
     """
-    shared = sorted(set(baseline) & set(candidate))
+    shared = sorted(q for q in set(baseline) & set(candidate)
+                    if math.isfinite(baseline[q]) and math.isfinite(candidate[q]))
     if len(shared) < 2:
         return None
     diffs = np.array([candidate[q] - baseline[q] for q in shared], dtype=np.float64)

@@ -88,7 +88,8 @@ def test_rebuild_from_a_bad_folder_is_one_clear_error(tmp_path: Path) -> None:
 def test_packaged_file_is_exactly_a_rebuild_of_the_shared_csv(tmp_path: Path) -> None:
     out = tmp_path / "rebuilt.jsonl.gz"
     build(REFERENCE_DIR / "mteb_reference_scores_all_tasks.csv.gz", out, from_csv=True, commit=None, models=list(ISSUE_MODELS))
-    assert out.read_bytes() == packaged_reference_path().read_bytes()
+    # Compare content, not gzip bytes: another zlib build may compress the same text differently.
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(packaged_reference_path().read_bytes())
 
 
 @needs_shared

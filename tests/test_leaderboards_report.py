@@ -158,3 +158,15 @@ def test_legacy_result_files_are_read_through_mteb(tmp_path: Path) -> None:
     data = json.loads(report(tmp_path / "run", "json", ["none"], None, None))
     scifact = next(r for r in data["subsets"] if r["task"] == "SciFact")
     assert scifact["scores"][MINILM] == 0.64508
+
+
+def test_unknown_task_takes_the_type_its_writer_recorded(tmp_path: Path) -> None:
+    """mteb's metadata decides a task's category; for a local task mteb does not know, the type the
+    harness stored in the result file (``harness_provenance.task.type``) is the fallback."""
+    run = write_run(tmp_path / "run", [("MyLocalRetrieval", "test", "default", ["eng-Latn"], 0.5)])
+    path = revision_dir(run) / "MyLocalRetrieval.json"
+    obj = json.loads(path.read_text())
+    obj["harness_provenance"] = {"task": {"name": "MyLocalRetrieval", "type": "Retrieval"}}
+    path.write_text(json.dumps(obj))
+    data = json.loads(report(run, "json", ["none"], None, None))
+    assert [c["category"] for c in data["categories"]] == ["Retrieval"]

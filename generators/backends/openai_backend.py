@@ -117,7 +117,8 @@ class OpenAIBackend:
             try:
                 async with self._sem:
                     resp = await self._client.chat.completions.create(
-                        **chat_body(req, self.config.response_format)
+                        **chat_body(req, self.config.response_format),
+                        extra_headers={"X-Request-Key": req.key},
                     )
                 choice = resp.choices[0] if resp.choices else None
                 content = choice.message.content if choice is not None and choice.message else None

@@ -1,5 +1,7 @@
 """Prompt templates as versioned data files, and the one place they are loaded and filled.
 
+Templates come in sets (one folder each): `paper/` follows the paper's prompts closely; `compact/`
+says the same in a few lines for small local models, whose cost is dominated by reading the prompt.
 Each YAML file holds an id, a version, the user (and optional system) text, the exact set of values
 each sampled placeholder may take, and the runtime placeholders filled by the pipeline (a task from
 the brainstorm pool, a language). Keeping them as data means a prompt change is a reviewed diff with
@@ -79,10 +81,16 @@ def _from_data(data: dict[str, Any], source: str) -> Template:
     return tpl
 
 
+TEMPLATE_SETS = ("paper", "compact")
+
+
 @lru_cache(maxsize=None)
 def load_template(template_id: str) -> Template:
-    """Load a bundled template by id (its file name without `.yaml`)."""
-    path = resources.files(__package__).joinpath(f"{template_id}.yaml")
+    """Load a bundled template by id, `<set>/<name>` (its path without `.yaml`)."""
+    set_name, _, name = template_id.partition("/")
+    if set_name not in TEMPLATE_SETS or not name:
+        raise KeyError(f"template id must be <set>/<name> with set in {TEMPLATE_SETS}; got {template_id!r}")
+    path = resources.files(__package__).joinpath(set_name, f"{name}.yaml")
     if not path.is_file():
         raise KeyError(f"no prompt template named {template_id!r}; known: {available_templates()}")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -94,8 +102,8 @@ def load_template(template_id: str) -> Template:
 
 def available_templates() -> list[str]:
     """Ids of all bundled templates."""
-    return sorted(
-        p.name[: -len(".yaml")]
-        for p in resources.files(__package__).iterdir()
-        if p.name.endswith(".yaml")
-    )
+    out = []
+    for set_name in TEMPLATE_SETS:
+        folder = resources.files(__package__).joinpath(set_name)
+        out += [f"{set_name}/{p.name[:-5]}" for p in folder.iterdir() if p.name.endswith(".yaml")]
+    return sorted(out)
