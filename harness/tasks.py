@@ -28,6 +28,7 @@ class ResolvedTask:
     subsets: list[str]
     splits: list[str]
     skipped_subsets: list[str] = field(default_factory=list)
+    _data_fingerprint: str | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -39,6 +40,11 @@ class ResolvedTask:
 
     def data_fingerprint(self) -> str:
         """Content hash of the local files this task reads (or the hub dataset revision)."""
+        if self._data_fingerprint is None:
+            self._data_fingerprint = self._compute_data_fingerprint()
+        return self._data_fingerprint
+
+    def _compute_data_fingerprint(self) -> str:
         if self.data_dir is None:
             return f"hub:{self.task.metadata.dataset.get('path')}@{self.task.metadata.dataset.get('revision')}"
         h = hashlib.sha256()

