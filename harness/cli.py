@@ -83,16 +83,20 @@ def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = N
         p = build_plan(load_matrix(_matrix_path(file, example)), output, load_data=False)
     except InputError as exc:
         _bad_input(exc)
+    gen_rows = [{"step": "generate", "name": g.spec.name, "config": str(g.config_path), "key": g.key[:20],
+                 "status": "cached" if p.generate_cached(g) else "to run"} for g in p.generate]
     rows = [{"model": c.model.spec.name, "task": c.task.name, "subsets": c.task.subsets, "splits": c.task.splits,
              "key": c.key[:20], "status": "cached" if p.cached(c) else "to run"} for c in p.cells]
     if as_json:
-        typer.echo(json.dumps({"output": str(p.output), "cells": rows}, indent=2))
+        typer.echo(json.dumps({"output": str(p.output), "generate": gen_rows, "cells": rows}, indent=2))
         return
     typer.echo(f"run directory: {p.output}")
+    for g in gen_rows:
+        typer.echo(f"  [{g['status']:>6}] generate {g['name']} from {g['config']} key={g['key']}")
     for r in rows:
         typer.echo(f"  [{r['status']:>6}] evaluate {r['model']} × {r['task']} subsets={','.join(r['subsets'])} splits={','.join(r['splits'])} key={r['key']}")
-    todo = sum(r["status"] != "cached" for r in rows)
-    typer.echo(f"{todo} of {len(rows)} step(s) to run")
+    todo = sum(r["status"] != "cached" for r in [*gen_rows, *rows])
+    typer.echo(f"{todo} of {len(rows) + len(gen_rows)} step(s) to run")
 
 
 @app.command()
@@ -113,6 +117,8 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
     for o in report.outcomes:
         if o.status == "failed":
             typer.secho(f"  FAILED {o.model} × {o.task}: {o.error}", fg=typer.colors.RED, err=True)
+        elif o.model == "generate":
+            typer.echo(f"  {o.status:>6} generate {o.task}: kept {o.detail.get('kept')} examples -> {o.detail.get('examples')}")
         else:
             flat = ", ".join(f"{sp}/{ss}={v:.5f}" for sp, subs in o.scores.items() for ss, v in subs.items() if v is not None)
             typer.echo(f"  {o.status:>6} {o.model} × {o.task}: {flat}")

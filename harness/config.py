@@ -79,6 +79,18 @@ class TaskSpec(_Strict):
     instruction: str | InstructionOverride | None = None
 
 
+class GenerateSpec(_Strict):
+    """A synthetic-data generation step (``generators/``), run before any evaluation cell.
+
+    ``config`` is a generation config (see ``examples/generate-offline.yaml``), relative to the
+    matrix file. The step is keyed by the config's content, so an unchanged config is never run
+    twice, and the generator's response store makes a killed step resume call by call.
+    """
+
+    name: str = Field(min_length=1)
+    config: Path
+
+
 class Matrix(_Strict):
     """The whole experiment: cells are the product of ``models`` and ``tasks``."""
 
@@ -86,6 +98,7 @@ class Matrix(_Strict):
     output: Path | None = None
     models: list[ModelSpec] = Field(min_length=1)
     tasks: list[TaskSpec] = Field(min_length=1)
+    generate: list[GenerateSpec] = Field(default_factory=list)
     cache_dir: Path | None = None
 
     @field_validator("models")

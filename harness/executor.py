@@ -23,7 +23,7 @@ from harness.atomic import atomic_write_json, atomic_write_text, remove_stale_te
 from harness.embedding_cache import EmbeddingCache
 from harness.encoder import CachedEncoder, build_model_meta
 from harness.instructions import InstructionPolicy
-from harness.plan import EVAL_STEP, Cell, ModelPlan, Plan
+from harness.plan import EVAL_STEP, GENERATE_STEP, Cell, GenerateStep, ModelPlan, Plan
 from harness.provenance import environment
 from harness.results import PerQueryRecorder, main_scores, results_dir, write_task_result
 from harness.store import ArtifactStore
@@ -38,6 +38,7 @@ class CellOutcome:
     status: str  # "done" | "cached" | "failed"
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
     error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -129,6 +130,20 @@ def _fail(plan: Plan, cell: Cell, exc: BaseException) -> CellOutcome:
     return CellOutcome(cell.model.spec.name, cell.task.name, "failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def _run_generate(plan: Plan, step: GenerateStep, store: ArtifactStore, show_progress: bool) -> CellOutcome:
+    """Generation writes into the step directory; its response store there makes a kill resumable."""
+    from generators.commands import generate
+
+    start = time.monotonic()
+    out = store.step_dir(GENERATE_STEP, step.key) / "output"
+    manifest = generate(step.config_path, out, progress=show_progress)
+    written = [out / manifest.examples_file, out / "manifest.json"]
+    summary = {"kept": manifest.kept, "counts": manifest.counts, "rejects": manifest.rejects, "cost_usd": manifest.cost_usd,
+               "examples": str((out / manifest.examples_file).relative_to(plan.output))}
+    store.complete(GENERATE_STEP, step.key, written, summary)
+    return CellOutcome("generate", step.spec.name, "done", detail=summary, seconds=round(time.monotonic() - start, 3))
+
+
 def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = None,
              cache_path: Path | None = None) -> RunReport:
     from harness.models.loader import instruction_mode, load_embedder
@@ -139,8 +154,21 @@ def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = Non
     cache = EmbeddingCache(cache_path or default_cache_path(plan))
     report = RunReport(output=plan.output)
     embedders: dict[str, Any] = {}
-    bar = tqdm(total=len(plan.cells), desc="cells", unit="cell", disable=not show_progress)
+    bar = tqdm(total=len(plan.cells) + len(plan.generate), desc="steps", unit="step", disable=not show_progress)
     try:
+        for step in plan.generate:
+            if store.is_done(GENERATE_STEP, step.key):
+                m = store.manifest(GENERATE_STEP, step.key)
+                report.outcomes.append(CellOutcome("generate", step.spec.name, "cached", detail=m.summary if m else {}))
+            else:
+                bar.set_postfix_str(f"generate {step.spec.name}")
+                try:
+                    report.outcomes.append(_run_generate(plan, step, store, show_progress))
+                except Exception as exc:
+                    tb = "".join(traceback.format_exception(exc))
+                    atomic_write_text(plan.output / "logs" / f"generate__{step.spec.name}.log", tb)
+                    report.outcomes.append(CellOutcome("generate", step.spec.name, "failed", error=f"{type(exc).__name__}: {exc}"))
+            bar.update(1)
         for mp in plan.models:
             cells = [c for c in plan.cells if c.model is mp]
             todo: list[Cell] = []

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.config import LoadedMatrix, ModelSpec
+from harness.config import GenerateSpec, LoadedMatrix, ModelSpec
+from harness.errors import InputError
 from harness.models.fingerprint import directory_fingerprint, file_fingerprint
 from harness.models.reference import ModelReference, resolve_reference
 from harness.store import ArtifactStore
 from harness.tasks import ResolvedTask, resolve_task
 
 EVAL_STEP = "evaluate"
+GENERATE_STEP = "generate"
 EVAL_CODE_VERSION = "1"  # bump when evaluation code changes what a result means
 
 
@@ -61,12 +63,23 @@ class Cell:
 
 
 @dataclass
+class GenerateStep:
+    spec: GenerateSpec
+    config_path: Path
+    key: str
+
+
+@dataclass
 class Plan:
     loaded: LoadedMatrix
     output: Path
     models: list[ModelPlan]
     tasks: list[ResolvedTask]
     cells: list[Cell]
+    generate: list[GenerateStep] = field(default_factory=list)
+
+    def generate_cached(self, step: GenerateStep) -> bool:
+        return ArtifactStore(self.output).is_done(GENERATE_STEP, step.key)
 
     def cached(self, cell: Cell) -> bool:
         return ArtifactStore(self.output).is_done(EVAL_STEP, cell.key)
@@ -77,6 +90,31 @@ def model_plan(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
     settings = spec.model_dump(exclude={"name", "base_url_env", "api_key_env"})
     key = _hash({"content": _content_of(ref.kind, ref.value), "settings": settings})
     return ModelPlan(spec=spec, ref=ref, key=key)
+
+
+def generate_step(spec: GenerateSpec, loaded: LoadedMatrix, index: int) -> GenerateStep:
+    """Validate the generation config now (bad input fails before anything runs) and key it."""
+    from generators.config import load_config
+    from generators.errors import GeneratorInputError
+
+    path = loaded.resolve(spec.config)
+    field_name = f"generate[{index}] (name: {spec.name}).config"
+    if not path.is_file():
+        raise InputError(loaded.path, field_name, f"generation config {path} does not exist",
+                         "fix the path (relative to the matrix file)")
+    try:
+        load_config(path)
+    except GeneratorInputError as exc:
+        raise InputError(loaded.path, field_name, f"invalid generation config ({exc})", "fix the generation config") from None
+    key = _hash({"config": hashlib.sha256(path.read_bytes()).hexdigest(), "generators": _version("e5-harness")})
+    return GenerateStep(spec=spec, config_path=path, key=key)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _mteb_version() -> str:
@@ -110,4 +148,5 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
                 "code": EVAL_CODE_VERSION,
             })
             cells.append(Cell(model=mp, task=rt, key=key))
-    return Plan(loaded=loaded, output=loaded.output_dir(output), models=models, tasks=tasks, cells=cells)
+    gens = [generate_step(g, loaded, i) for i, g in enumerate(m.generate)]
+    return Plan(loaded=loaded, output=loaded.output_dir(output), models=models, tasks=tasks, cells=cells, generate=gens)
