@@ -117,3 +117,25 @@ def test_orientation_matrix_runs_as_written(parity_run: Path, tmp_path: Path, mo
     parity = main_scores(parity_run)
     for task, split, subset in [("SciFact", "test", "default"), ("XQuADRetrieval", "validation", "en"), ("XQuADRetrieval", "validation", "de")]:
         assert scores[("minilm", task, split, subset)] == parity[(MODEL.replace("/", "__"), task, split, subset)]
+
+
+def test_report_and_gate_on_the_real_run(parity_run: Path) -> None:
+    """Issue 3 on real results: report row equals the official numbers; gate 0 vs own reference, 1 vs e5-mistral."""
+    import json
+
+    from tests.helpers import cli
+
+    report = json.loads(cli("report", str(parity_run), "--format", "json", "--baselines", "minilm,mE5,e5-mistral,openai,cohere").output)
+    text = json.dumps(report)
+    for name in ("intfloat/multilingual-e5-large", "intfloat/e5-mistral-7b-instruct", "openai/text-embedding-3-large",
+                 "Cohere/Cohere-embed-multilingual-v3.0"):
+        assert name in text
+    md = cli("report", str(parity_run), "--baselines", "minilm,mE5,e5-mistral,openai,cohere").output
+    assert "64.51" in md and "82.03" in md and "80.04" in md and "Coverage" in md
+
+    ok = cli("gate", "--baseline", MODEL, "--candidate", str(parity_run), "--max-drop", "0.0005")
+    assert ok.exit_code == 0, ok.output
+    worse = cli("gate", "--baseline", "intfloat/e5-mistral-7b-instruct", "--candidate", str(parity_run))
+    assert worse.exit_code == 1, worse.output
+    bad = cli("gate", "--baseline", "no-such/model", "--candidate", str(parity_run))
+    assert bad.exit_code == 2
