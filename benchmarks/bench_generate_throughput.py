@@ -29,6 +29,19 @@ sys.path.insert(0, str(ROOT))
 from generators.commands import generate  # noqa: E402
 
 
+def listen_overflows() -> int | None:
+    """The kernel's count of connections dropped because a listen queue was full (Linux; system-wide).
+
+    A dropped SYN is retransmitted only after the 1 s initial RTO, so a nonzero delta during the run
+    means some workers sat idle for a second (the test double once listened with a backlog of 5).
+    """
+    try:
+        rows = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
+        return int(dict(zip(rows[0], rows[1]))["ListenOverflows"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=1600)
@@ -37,6 +50,7 @@ def main() -> None:
     ap.add_argument("--no-language-id", action="store_true", help="skip language ID of outputs")
     args = ap.parse_args()
 
+    overflows0 = listen_overflows()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     srv = subprocess.Popen(
         [sys.executable, "-m", "generators.testing.fake_openai_server", "--latency", str(args.latency)],
@@ -78,6 +92,9 @@ def main() -> None:
     kid = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"CPU seconds: client {me.ru_utime + me.ru_stime:.2f}, test-double server {kid.ru_utime + kid.ru_stime:.2f}; "
           f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
+    overflows1 = listen_overflows()
+    if overflows0 is not None and overflows1 is not None:
+        print(f"listen-queue overflows during the run (system-wide): {overflows1 - overflows0}")
     print(f"whole job incl. startup and output: {wall:.2f} s -> {len(log) / wall:.1f} requests/s, "
           f"ratio {len(log) / wall / ideal:.3f}")
 

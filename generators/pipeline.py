@@ -8,11 +8,15 @@ deduplicated at the end in example order, so the kept set does not depend on com
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
+import threading
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from generators.backends.base import Backend, CallOutcome, ChatRequest
 from generators.config import GenerationConfig
@@ -28,6 +32,7 @@ from generators.taxonomy import TaskSpec, TaskType, spec
 from generators.templates import Template, load_template
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CALL_FAILED = "call_failed"
 NO_TASK_POOL = "no_task_pool"
@@ -162,7 +167,11 @@ class Job:
         self.rejects: Counter[str] = Counter()
         self.rejects_by_type: dict[str, Counter[str]] = defaultdict(Counter)
         self.lang_stats: Counter[str] = Counter()
-        self.lang_checker = LanguageChecker(cfg.filters.language_min_chars) if cfg.filters.language_id else None
+        # The language-ID model takes ~0.3-0.5 s to decompress and load (LZMA releases the GIL); it
+        # is first needed when the first completion comes back, so it loads in a thread meanwhile
+        # instead of delaying the first call.
+        self.lang_checker: LanguageChecker | None = None
+        self._lang_loading = _in_thread(LanguageChecker, cfg.filters.language_min_chars) if cfg.filters.language_id else None
         self.contamination = ContaminationFilter(cfg.filters.contamination) if cfg.filters.contamination else None
         self.templates: dict[str, int] = {}
 
@@ -308,6 +317,9 @@ class Job:
             by_key[p.request.key].append(p)
         candidates: dict[tuple[str, int], ExampleRow] = {}
         async for out in self.runner.run([p.request for p in plans]):
+            if self._lang_loading is not None:
+                self.lang_checker = await asyncio.wrap_future(self._lang_loading)
+                self._lang_loading = None
             for p in by_key[out.request.key]:
                 row = self._judge(p, out)
                 if row is not None:
@@ -329,6 +341,20 @@ class Job:
             cost_usd=r.cost, cost_usd_this_run=r.cost_new, unpriced_models=r.unpriced, templates=self.templates,
             contamination_strings=len(self.contamination) if self.contamination is not None else 0,
         )
+
+
+def _in_thread(fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+    """Start fn(*args) in a daemon thread; the future carries its result or its exception."""
+    fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def target() -> None:
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - re-raised where the result is awaited
+            fut.set_exception(exc)
+
+    threading.Thread(target=target, name=f"load-{getattr(fn, '__name__', 'x')}", daemon=True).start()
+    return fut
 
 
 def _price_overrides(cfg: GenerationConfig) -> dict[str, object]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 
@@ -37,9 +38,9 @@ class ChatRequest:
             "response_schema": json.loads(self.response_schema) if self.response_schema else None,
         }
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """sha256 of the canonical request: equal keys mean the same call."""
+        """sha256 of the canonical request: equal keys mean the same call (computed once per request)."""
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

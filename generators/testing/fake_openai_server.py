@@ -242,15 +242,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(payload).encode())
 
 
+class _Server(ThreadingHTTPServer):
+    # Both must be class attributes: the constructor binds and calls listen(request_queue_size), so
+    # setting them on the instance afterwards has no effect. With the default backlog of 5, a client
+    # opening 32 connections at once overflows the accept queue; the dropped SYNs are retransmitted
+    # only after the kernel's 1 s initial RTO, which stalls those workers for a second.
+    daemon_threads = True
+    request_queue_size = 1024
+
+
 class FakeOpenAIServer:
     """The test double, served from a daemon thread on 127.0.0.1 (port 0 picks a free port)."""
 
     def __init__(self, plan: FaultPlan | None = None, port: int = 0) -> None:
         self.state = _State(plan or FaultPlan())
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.request_queue_size = 256
+        self.httpd = _Server(("127.0.0.1", port), handler)
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
