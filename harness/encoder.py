@@ -32,7 +32,6 @@ def build_model_meta(name: str, revision: str, embedder: Embedder, dim: int | No
 class CachedEncoder(AbsEncoder):
     def __init__(self, embedder: Embedder, cache: EmbeddingCache, policy: InstructionPolicy, meta: ModelMeta,
                  show_progress: bool = True) -> None:
-        self.model = embedder
         self.embedder = embedder
         self.cache = cache
         self.policy = policy

@@ -157,9 +157,9 @@ def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = Non
     bar = tqdm(total=len(plan.cells) + len(plan.generate), desc="steps", unit="step", disable=not show_progress)
     try:
         for step in plan.generate:
-            if store.is_done(GENERATE_STEP, step.key):
-                m = store.manifest(GENERATE_STEP, step.key)
-                report.outcomes.append(CellOutcome("generate", step.spec.name, "cached", detail=m.summary if m else {}))
+            done = store.completed(GENERATE_STEP, step.key)
+            if done is not None:
+                report.outcomes.append(CellOutcome("generate", step.spec.name, "cached", detail=done.summary))
             else:
                 bar.set_postfix_str(f"generate {step.spec.name}")
                 try:
@@ -173,10 +173,9 @@ def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = Non
             cells = [c for c in plan.cells if c.model is mp]
             todo: list[Cell] = []
             for c in cells:
-                if store.is_done(EVAL_STEP, c.key):
-                    m = store.manifest(EVAL_STEP, c.key)
-                    report.outcomes.append(CellOutcome(mp.spec.name, c.task.name, "cached",
-                                                       (m.summary.get("main_scores", {}) if m else {})))
+                done = store.completed(EVAL_STEP, c.key)
+                if done is not None:
+                    report.outcomes.append(CellOutcome(mp.spec.name, c.task.name, "cached", done.summary.get("main_scores", {})))
                     bar.update(1)
                 else:
                     todo.append(c)
@@ -217,6 +216,3 @@ def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = Non
         atomic_write_json(plan.output / "run.json", report.to_json())
     return report
 
-
-def model_by_name(plan: Plan, name: str) -> ModelPlan:
-    return next(m for m in plan.models if m.spec.name == name)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from harness.config import GenerateSpec, LoadedMatrix, ModelSpec
 from harness.errors import InputError
-from harness.models.fingerprint import directory_fingerprint, file_fingerprint
+from harness.models.fingerprint import content_fingerprint
 from harness.models.reference import ModelReference, resolve_reference
 from harness.store import ArtifactStore
 from harness.tasks import ResolvedTask, resolve_task
@@ -29,14 +28,6 @@ EVAL_CODE_VERSION = "1"  # bump when evaluation code changes what a result means
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@lru_cache(maxsize=64)
-def _content_of(ref_kind: str, value: str) -> str:
-    if ref_kind == "path":
-        p = Path(value)
-        return directory_fingerprint(p) if p.is_dir() else file_fingerprint(p)
-    return f"{ref_kind}:{value}"
 
 
 @dataclass
@@ -88,7 +79,8 @@ class Plan:
 def model_plan(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
     ref = resolve_reference(spec.model, loaded.base_dir, loaded.path, field=f"models[{spec.name}].model")
     settings = spec.model_dump(exclude={"name", "base_url_env", "api_key_env"})
-    key = _hash({"content": _content_of(ref.kind, ref.value), "settings": settings})
+    content = content_fingerprint(ref.value) if ref.kind == "path" else f"{ref.kind}:{ref.value}"
+    key = _hash({"content": content, "settings": settings})
     return ModelPlan(spec=spec, ref=ref, key=key)
 
 
@@ -117,10 +109,6 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _mteb_version() -> str:
-    return metadata.version("mteb")
-
-
 def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool = True) -> Plan:
     """Resolve every model and task up front so bad input fails before anything is written.
 
@@ -144,7 +132,7 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
                 "splits": rt.splits,
                 "instruction": instr if isinstance(instr, (str, type(None))) else instr.model_dump(),
                 "data": rt.data_fingerprint(),
-                "mteb": _mteb_version(),
+                "mteb": _version("mteb"),
                 "code": EVAL_CODE_VERSION,
             })
             cells.append(Cell(model=mp, task=rt, key=key))

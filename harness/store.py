@@ -51,15 +51,19 @@ class ArtifactStore:
             return None
         return m
 
-    def is_done(self, step: str, key: str) -> bool:
+    def completed(self, step: str, key: str) -> Manifest | None:
+        """The step's manifest if the step is done: complete and every output intact."""
         m = self.manifest(step, key)
         if m is None:
-            return False
+            return None
         for rel, digest in m.outputs.items():
             p = self.run_dir / rel
             if not p.is_file() or sha256_file(p) != digest:
-                return False
-        return True
+                return None
+        return m
+
+    def is_done(self, step: str, key: str) -> bool:
+        return self.completed(step, key) is not None
 
     def complete(self, step: str, key: str, outputs: list[Path], summary: dict[str, Any]) -> Manifest:
         m = Manifest(

@@ -16,7 +16,6 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 import math
 import re
 import subprocess

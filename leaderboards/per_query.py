@@ -8,24 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
 
-from leaderboards.errors import LeaderboardInputError
 from leaderboards.results_reader import read_json
-from leaderboards.schemas import PerQueryFile, validation_problem
+from leaderboards.schemas import PerQueryFile, parse_file
 from leaderboards.scores import ModelResults, ScoreKey
 
 
 def read_per_query(path: Path) -> PerQueryFile:
-    raw = read_json(path)
-    try:
-        return PerQueryFile.model_validate(raw)
-    except ValidationError as exc:
-        field, problem = validation_problem(exc)
-        raise LeaderboardInputError(
-            path, field, f"is not a per-query score file ({problem})",
-            'write {"task_name", "main_score", "scores": {split: {hf_subset: {query_id: score}}}} or delete it',
-        ) from exc
+    return parse_file(
+        PerQueryFile, read_json(path), path,
+        'write {"task_name", "main_score", "scores": {split: {hf_subset: {query_id: score}}}} or delete it',
+        what="a per-query score file",
+    )
 
 
 def per_query_scores(model: ModelResults, key: ScoreKey) -> dict[str, float] | None:

@@ -13,10 +13,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
 from leaderboards.errors import LeaderboardInputError
-from leaderboards.schemas import ModelMetaFile, SubsetScore, TaskResultFile, validation_problem
+from leaderboards.schemas import ModelMetaFile, SubsetScore, TaskResultFile, parse_file
 from leaderboards.scores import ModelResults, Origin, ScoreKey, TaskSource
 from leaderboards.task_metadata import task_type
 
@@ -81,25 +80,14 @@ def read_task_result(path: Path) -> TaskResultFile:
         )
     except Exception:  # mteb could not read it: our schema either reads it or says what is wrong
         pass
-    try:
-        return TaskResultFile.model_validate(raw)
-    except ValidationError as exc:
-        field, problem = validation_problem(exc)
-        raise LeaderboardInputError(
-            path, field, f"is not an mteb TaskResult ({problem})",
-            "re-run the evaluation of this task with mteb>=2, or delete the file",
-        ) from exc
+    return parse_file(TaskResultFile, raw, path, "re-run the evaluation of this task with mteb>=2, or delete the file",
+                      what="an mteb TaskResult")
 
 
 def _read_model_meta(path: Path) -> ModelMetaFile:
     if not path.is_file():
         return ModelMetaFile()
-    raw = read_json(path)
-    try:
-        return ModelMetaFile.model_validate(raw)
-    except ValidationError as exc:
-        field, problem = validation_problem(exc)
-        raise LeaderboardInputError(path, field, problem, "rewrite model_meta.json with name and revision") from exc
+    return parse_file(ModelMetaFile, read_json(path), path, "rewrite model_meta.json with name and revision")
 
 
 def _add_task(results: ModelResults, path: Path, parsed: TaskResultFile, rel: str) -> None:

@@ -7,9 +7,12 @@ allowed everywhere because mteb adds top-level keys between versions and we only
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from leaderboards.errors import LeaderboardInputError
 
 REFERENCE_FORMAT = "e5-harness-reference/1"
 
@@ -95,3 +98,15 @@ def validation_problem(exc: Any) -> tuple[str, str]:
     if len(errors) > 1:
         problem += f" (and {len(errors) - 1} more problem(s))"
     return loc, problem
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_file(model: type[M], raw: Any, path: Path, fix: str, what: str | None = None) -> M:
+    """Validate one file's JSON against its schema; any problem becomes one LeaderboardInputError."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        field, problem = validation_problem(exc)
+        raise LeaderboardInputError(path, field, f"is not {what} ({problem})" if what else problem, fix) from exc

@@ -8,7 +8,6 @@ client talks to it over HTTP on 127.0.0.1.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal

@@ -8,13 +8,12 @@ last *attended* position found from the attention mask (correct for left and rig
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.models.base import EncodeCounter, fingerprint_of
-from harness.models.fingerprint import directory_fingerprint, file_fingerprint
+from harness.models.fingerprint import content_fingerprint
 from harness.models.reference import ModelReference
 from harness.models.sentence_transformer import _tokenizer_behaviour
 
@@ -62,10 +61,8 @@ class DecoderEmbedder:
         self.model = AutoModel.from_pretrained(ref.value, dtype=self.torch_dtype, **kwargs).to(self.device).eval()
         self.counter = EncodeCounter()
         self.similarity = "cosine"
-        if ref.path and gguf_file:
-            content = file_fingerprint(Path(ref.value) / gguf_file)
-        elif ref.path:
-            content = directory_fingerprint(Path(ref.value))
+        if ref.path:
+            content = content_fingerprint(ref.value)
         else:
             content = f"hub:{ref.value}@{getattr(self.model.config, '_commit_hash', None) or 'unknown'}"
         self.fingerprint = fingerprint_of({"backend": "decoder-last-token", "code": DECODER_CODE_VERSION, "content": content, **self._settings()})

@@ -8,6 +8,7 @@ tokenizer files (small, and where special-token behaviour lives) are hashed whol
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".h5", ".msgpack")
@@ -41,3 +42,14 @@ def directory_fingerprint(root: Path) -> str:
 
 def file_fingerprint(path: Path) -> str:
     return _weight_digest(path)
+
+
+@lru_cache(maxsize=64)
+def content_fingerprint(path: str) -> str:
+    """Fingerprint of a model directory or file, computed once per process.
+
+    The planner (step keys) and the embedders (cache keys) both need it; weights do not change
+    under a running ``harness run``, so hashing them twice would only cost start-up time.
+    """
+    p = Path(path)
+    return directory_fingerprint(p) if p.is_dir() else file_fingerprint(p)

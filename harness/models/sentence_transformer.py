@@ -9,13 +9,12 @@ excludes prompt tokens keep doing so.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.models.base import EncodeCounter, fingerprint_of
-from harness.models.fingerprint import directory_fingerprint
+from harness.models.fingerprint import content_fingerprint
 from harness.models.reference import ModelReference
 
 ST_CODE_VERSION = "1"  # bump when this wrapper changes what a vector is: invalidates cached vectors
@@ -51,7 +50,7 @@ class SentenceTransformerEmbedder:
         self.counter = EncodeCounter()
         self.model_prompts: dict[str, str] = dict(getattr(self.model, "prompts", {}) or {})
         self.similarity = str(getattr(self.model, "similarity_fn_name", None) or "cosine")
-        content = directory_fingerprint(Path(ref.value)) if ref.path else f"hub:{ref.value}@{self._hub_revision()}"
+        content = content_fingerprint(ref.value) if ref.path else f"hub:{ref.value}@{self._hub_revision()}"
         self.fingerprint = fingerprint_of({"backend": "sentence-transformers", "code": ST_CODE_VERSION, "content": content, **self._settings()})
 
     def _hub_revision(self) -> str:
