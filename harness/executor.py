@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from harness.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
+from atomicio import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from harness.embedding_cache import EmbeddingCache
 from harness.encoder import CachedEncoder, build_model_meta
 from harness.instructions import InstructionPolicy

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_write_json
+from atomicio import atomic_write_json
 
 
 def model_dir_name(model_name: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from harness.atomic import atomic_write_json
+from atomicio import atomic_write_json
 
 
 class Manifest(BaseModel):

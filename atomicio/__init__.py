@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never a half.
+"""Atomic file writes shared by every package (harness, generators, leaderboards, trainers): a reader sees the old file or the whole new one, never a half.
 
 A killed run (kill -9, OOM, pre-emption) must leave no partial result behind, so every file the
 harness writes goes to a temporary name in the same directory and is renamed into place; rename
