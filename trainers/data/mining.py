@@ -1,0 +1,108 @@
+"""Hard-negative mining by exact cosine search with a caller-supplied embedder.
+
+The data layer stays model-agnostic: the caller passes ``encode(texts, is_query)`` returning
+L2-normalised float32 vectors (e.g. the base model with the training template), and this module
+only ranks. Search is exact (matmul over query chunks, so memory stays bounded by
+``chunk_size x len(documents)`` scores) because approximate search would make the mined set depend
+on index parameters.
+
+Which documents become negatives: rank every document for a query, drop the query's positives,
+skip the first ``skip_top`` remaining ranks (the most similar "negatives" are often unlabelled
+positives — false negatives hurt contrastive training), and draw ``negatives_per_query`` from the
+remaining ranks up to ``depth`` (counted without positives). The draw is seeded by (seed, query
+text), so the result does not depend on which other queries are mined with it or in what order;
+with ``depth == skip_top + negatives_per_query`` it is simply the next top-ranked documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Sequence
+
+import numpy as np
+
+Encoder = Callable[[list[str], bool], np.ndarray]
+
+
+def _check_vectors(vecs: np.ndarray, n: int, what: str) -> np.ndarray:
+    arr = np.asarray(vecs, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ValueError(f"encode returned shape {arr.shape} for {n} {what}; expected ({n}, dim)")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"encode returned non-finite values for {what}")
+    norms = np.linalg.norm(arr, axis=1)
+    if n and np.abs(norms - 1.0).max() > 1e-3:
+        raise ValueError(
+            f"encode must return L2-normalised vectors (cosine = dot product); {what} norms range "
+            f"{norms.min():.4f}..{norms.max():.4f}"
+        )
+    return arr
+
+
+def query_rng(seed: int, query: str) -> np.random.Generator:
+    """A generator keyed by (seed, query text): stable across processes (unlike ``hash()``)."""
+    digest = hashlib.sha256(f"{seed}\x00{query}".encode("utf-8")).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def rank_documents(
+    query_vecs: np.ndarray, doc_vecs: np.ndarray, k: int, chunk_size: int = 1024
+) -> np.ndarray:
+    """Indices of the top-``k`` documents per query by dot product, best first; ties by lower index."""
+    n_docs = doc_vecs.shape[0]
+    k = min(k, n_docs)
+    out = np.empty((query_vecs.shape[0], k), dtype=np.int64)
+    for start in range(0, query_vecs.shape[0], chunk_size):
+        scores = query_vecs[start : start + chunk_size] @ doc_vecs.T
+        if k < n_docs:
+            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        else:
+            part = np.broadcast_to(np.arange(n_docs), scores.shape)
+        for row in range(scores.shape[0]):
+            cand = part[row]
+            # lexsort: last key is primary -> by descending score, then ascending index.
+            order = np.lexsort((cand, -scores[row, cand]))
+            out[start + row] = cand[order]
+    return out
+
+
+def mine_hard_negatives(
+    queries: Sequence[str],
+    documents: Sequence[str],
+    positives: Sequence[Collection[int]],
+    encode: Encoder,
+    *,
+    negatives_per_query: int = 1,
+    skip_top: int = 3,
+    depth: int = 30,
+    seed: int = 0,
+    chunk_size: int = 1024,
+) -> list[list[int]]:
+    """For each query, indices into ``documents`` of its mined hard negatives, in rank order.
+
+    ``positives[i]`` holds the document indices never to return for query ``i``. A query gets fewer
+    than ``negatives_per_query`` negatives only when the corpus is too small for the window.
+    """
+    if len(positives) != len(queries):
+        raise ValueError(f"{len(positives)} positive sets for {len(queries)} queries")
+    if negatives_per_query < 0 or skip_top < 0 or depth < skip_top + negatives_per_query:
+        raise ValueError(
+            f"need negatives_per_query >= 0, skip_top >= 0 and depth >= skip_top + negatives_per_query "
+            f"(got {negatives_per_query}, {skip_top}, {depth})"
+        )
+    if negatives_per_query == 0 or not queries:
+        return [[] for _ in queries]
+    q = _check_vectors(encode(list(queries), True), len(queries), "queries")
+    d = _check_vectors(encode(list(documents), False), len(documents), "documents")
+    max_pos = max((len(p) for p in positives), default=0)
+    ranked = rank_documents(q, d, depth + max_pos, chunk_size)
+    result: list[list[int]] = []
+    for i, query in enumerate(queries):
+        pos = positives[i]
+        window = [int(j) for j in ranked[i] if int(j) not in pos][skip_top:depth]
+        if len(window) <= negatives_per_query:
+            result.append(window)
+            continue
+        picked = query_rng(seed, query).choice(len(window), size=negatives_per_query, replace=False)
+        result.append([window[j] for j in sorted(picked.tolist())])
+    return result
