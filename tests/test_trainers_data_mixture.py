@@ -158,3 +158,20 @@ def test_data_spec_rejects_ambiguous_or_misspelt_configs() -> None:
         DataSpec.model_validate({"sources": [{"kind": "beir", "path": "b", "mine_skip_top": 5, "mine_depth": 5}]})
     with pytest.raises(ValidationError, match="greater than 0"):
         DataSpec.model_validate({"sources": [{"kind": "pairs", "path": "x.jsonl", "weight": 0}]})
+
+
+def test_resume_across_schedule_blocks_keeps_epochs_whole() -> None:
+    """Past the first block of source draws (4096 steps) the per-source batch count must carry over,
+    or batches after the boundary would repeat examples already served in the same epoch."""
+    def build() -> Mixture:
+        return Mixture({"a": _source("a", 400), "b": _source("b", 64)}, {"a": 1.0, "b": 1.0})
+
+    m = build()
+    a_batches = [batch for k in range(9000) for name, batch in [m.batch(k, 4, seed=2)] if name == "a"]
+    assert len(a_batches) > 4000  # spans three blocks of the schedule
+    full_epochs = len(a_batches) // 100
+    for e in range(full_epochs):
+        epoch = sum(a_batches[e * 100:(e + 1) * 100], [])
+        assert len({x.query for x in epoch}) == 400
+    fresh = build()  # a restarted process asking for late steps first
+    assert [fresh.batch(k, 4, seed=2) for k in (8999, 4096, 4095, 6000)] == [m.batch(k, 4, seed=2) for k in (8999, 4096, 4095, 6000)]

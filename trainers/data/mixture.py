@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from atomicio import atomic_write_text
 from trainers.data.beir import load_beir
-from trainers.data.hub import HubColumns, load_hub
+from trainers.data.hub import HubColumns, load_hub, pick_instruction
 from trainers.data.jsonl import iter_jsonl, require_file, validate_row
 from trainers.data.pairs import load_pairs
-from trainers.data.registry import SYNTHETIC, BeirLoader, HubLoader, closest, get_entry, get_preset, REGISTRY
+from trainers.data.registry import REGISTRY, SYNTHETIC, BeirLoader, HubLoader, closest, get_entry, get_preset
 from trainers.data.spec import BeirSource, DataSpec, HubSource, PairsSource, RegistrySource, SyntheticSource
 from trainers.data.synthetic import load_synthetic
 from trainers.errors import TrainInputError
@@ -228,7 +228,6 @@ def _local_registry(name: str, path: Path, src: RegistrySource, encode: Encoder 
     else:
         examples = load_pairs(path, source=name, instruction=instr, max_examples=src.max_examples)
     if instr is None:  # several paper instructions: assign one per example, stably
-        from trainers.data.hub import pick_instruction
         examples = [TrainExample(e.query, e.positive, e.negatives, e.instruction or pick_instruction(instructions, e.query),
                                  e.source, e.in_batch_negatives) for e in examples]
     return examples
