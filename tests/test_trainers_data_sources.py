@@ -246,9 +246,9 @@ def test_rank_documents_matches_full_sort_across_chunks() -> None:
     rng = np.random.default_rng(0)
     q = rng.normal(size=(37, 16)).astype(np.float32)
     d = rng.normal(size=(300, 16)).astype(np.float32)
-    top = rank_documents(q, d, k=12, chunk_size=5)
     full = np.argsort(-(q @ d.T), axis=1, kind="stable")[:, :12]
-    assert np.array_equal(top, full)
+    for chunk, doc_chunk in ((5, 1 << 18), (5, 7), (64, 12), (1, 301)):  # query x document blocks
+        assert np.array_equal(rank_documents(q, d, k=12, chunk_size=chunk, doc_chunk_size=doc_chunk), full)
 
 
 def test_mining_with_real_minilm_on_scifact_slice() -> None:

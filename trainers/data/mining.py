@@ -46,23 +46,39 @@ def query_rng(seed: int, query: str) -> np.random.Generator:
 
 
 def rank_documents(
-    query_vecs: np.ndarray, doc_vecs: np.ndarray, k: int, chunk_size: int = 1024
+    query_vecs: np.ndarray, doc_vecs: np.ndarray, k: int, chunk_size: int = 1024, doc_chunk_size: int = 1 << 16
 ) -> np.ndarray:
-    """Indices of the top-``k`` documents per query by dot product, best first; ties by lower index."""
+    """Indices of the top-``k`` documents per query by dot product, best first; ties by lower index.
+
+    Scores are computed block by block (``chunk_size`` queries x ``doc_chunk_size`` documents,
+    of float32 = 256 MiB at the defaults) and only each block's top-``k`` is kept, so an MS MARCO-sized corpus
+    never materialises a full query x corpus score matrix.
+    """
     n_docs = doc_vecs.shape[0]
     k = min(k, n_docs)
     out = np.empty((query_vecs.shape[0], k), dtype=np.int64)
     for start in range(0, query_vecs.shape[0], chunk_size):
-        scores = query_vecs[start : start + chunk_size] @ doc_vecs.T
-        if k < n_docs:
-            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        else:
-            part = np.broadcast_to(np.arange(n_docs), scores.shape)
-        for row in range(scores.shape[0]):
-            cand = part[row]
+        qc = query_vecs[start : start + chunk_size]
+        best_idx = np.empty((qc.shape[0], 0), dtype=np.int64)
+        best_score = np.empty((qc.shape[0], 0), dtype=np.float32)
+        for d0 in range(0, n_docs, doc_chunk_size):
+            scores = qc @ doc_vecs[d0 : d0 + doc_chunk_size].T
+            kk = min(k, scores.shape[1])
+            if kk < scores.shape[1]:
+                part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            else:
+                part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+            cand_score = np.concatenate([best_score, np.take_along_axis(scores, part, axis=1)], axis=1)
+            cand_idx = np.concatenate([best_idx, part + d0], axis=1)
+            if cand_idx.shape[1] > k:
+                keep = np.argpartition(-cand_score, k - 1, axis=1)[:, :k]
+                cand_score = np.take_along_axis(cand_score, keep, axis=1)
+                cand_idx = np.take_along_axis(cand_idx, keep, axis=1)
+            best_idx, best_score = cand_idx, cand_score
+        for row in range(qc.shape[0]):
             # lexsort: last key is primary -> by descending score, then ascending index.
-            order = np.lexsort((cand, -scores[row, cand]))
-            out[start + row] = cand[order]
+            order = np.lexsort((best_idx[row], -best_score[row]))
+            out[start + row] = best_idx[row][order]
     return out
 
 
