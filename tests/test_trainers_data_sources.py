@@ -293,3 +293,20 @@ def test_mining_with_real_minilm_on_scifact_slice() -> None:
         random_scores.append(float(np.median(scores[non_pos])))
     # plausible: far more similar to the query than a typical document
     assert np.mean(neg_scores) > np.mean(random_scores) + 0.15
+
+
+def test_encoder_receives_the_sources_instruction_only_if_it_asks_for_it() -> None:
+    """Mining "with the training template" needs the task string; plain two-argument encoders still work."""
+    seen: list[tuple[bool, str]] = []
+
+    def templated(texts: list[str], is_query: bool, *, instruction: str = "") -> np.ndarray:
+        seen.append((is_query, instruction))
+        return hashed_bow([f"Instruct: {instruction}\nQuery: {t}" if is_query else t for t in texts], is_query)
+
+    examples = load_beir(shared_data() / "scifact", encode=templated, max_examples=5, mine_depth=6,
+                         instruction="Given a scientific claim, retrieve documents that support or refute the claim")
+    assert seen == [(True, "Given a scientific claim, retrieve documents that support or refute the claim"),
+                    (False, "Given a scientific claim, retrieve documents that support or refute the claim")]
+    assert len(examples) == 5 and all(len(e.negatives) == 1 for e in examples)
+    data = read_beir_split(shared_data() / "scifact")
+    assert examples[0].query == data.queries[data.qrels[0].query_id]  # the stored query stays raw (no template)

@@ -157,6 +157,7 @@ def load_beir(
         mined = mine_hard_negatives(
             [data.queries[q] for q in qids], [data.corpus[d] for d in doc_ids], [all_pos[q] for q in qids],
             encode, negatives_per_query=negatives_per_query, skip_top=mine_skip_top, depth=mine_depth, seed=seed,
+            instruction=instruction or "",
         )
     else:
         mined = [[] for _ in qids]

@@ -17,11 +17,32 @@ with ``depth == skip_top + negatives_per_query`` it is simply the next top-ranke
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
 Encoder = Callable[[list[str], bool], np.ndarray]
+
+
+def _accepts_instruction(encode: Callable[..., np.ndarray]) -> bool:
+    try:
+        params = inspect.signature(encode).parameters
+    except (TypeError, ValueError):
+        return False
+    return "instruction" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def call_encoder(encode: Encoder, texts: list[str], is_query: bool, instruction: str = "") -> np.ndarray:
+    """Call ``encode(texts, is_query)``, adding ``instruction=`` when the encoder accepts it.
+
+    An embedder that mines "with the training template" needs the source's task string for its
+    queries; passing it only to encoders that declare an ``instruction`` (or ``**kwargs``) parameter
+    keeps the plain two-argument protocol working and the data layer model-agnostic.
+    """
+    if _accepts_instruction(encode):
+        return encode(texts, is_query, instruction=instruction)  # type: ignore[call-arg]
+    return encode(texts, is_query)
 
 
 def _check_vectors(vecs: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -93,11 +114,13 @@ def mine_hard_negatives(
     depth: int = 30,
     seed: int = 0,
     chunk_size: int = 1024,
+    instruction: str = "",
 ) -> list[list[int]]:
     """For each query, indices into ``documents`` of its mined hard negatives, in rank order.
 
     ``positives[i]`` holds the document indices never to return for query ``i``. A query gets fewer
     than ``negatives_per_query`` negatives only when the corpus is too small for the window.
+    ``instruction`` is handed to encoders that accept it (see :func:`call_encoder`).
     """
     if len(positives) != len(queries):
         raise ValueError(f"{len(positives)} positive sets for {len(queries)} queries")
@@ -108,8 +131,8 @@ def mine_hard_negatives(
         )
     if negatives_per_query == 0 or not queries:
         return [[] for _ in queries]
-    q = _check_vectors(encode(list(queries), True), len(queries), "queries")
-    d = _check_vectors(encode(list(documents), False), len(documents), "documents")
+    q = _check_vectors(call_encoder(encode, list(queries), True, instruction), len(queries), "queries")
+    d = _check_vectors(call_encoder(encode, list(documents), False, instruction), len(documents), "documents")
     max_pos = max((len(p) for p in positives), default=0)
     ranked = rank_documents(q, d, depth + max_pos, chunk_size)
     result: list[list[int]] = []
