@@ -1,7 +1,8 @@
 """The paper's 13 public training sources (plus the synthetic data) and the named presets.
 
 Instructions are the paper's (Wang et al. 2024, arXiv 2401.00368, appendix "Instructions for
-Training and Evaluation", table "Instructions for each training dataset"); where it lists two for a
+Training and Evaluation", table "Instructions for each training dataset"; the same strings are in
+McGill-NLP/llm2vec llm2vec/dataset/E5Data.py); where it lists two for a
 dataset (NLI, MS MARCO, Quora) both are kept and each example gets one by a stable hash of its query.
 MS MARCO's two strings are the passage and the document variants, so each goes to its own entry.
 
