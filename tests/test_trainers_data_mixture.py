@@ -119,8 +119,8 @@ def test_registry_holds_the_papers_sources_and_instructions() -> None:
 
 
 def test_unknown_source_or_preset_suggests_the_closest_name(tmp_path: Path) -> None:
-    with pytest.raises(TrainInputError, match=r"unknown preset 'ful'.*did you mean 'full'"):
-        build_mixture(DataSpec(preset="ful"), tmp_path, None, 0)
+    with pytest.raises(TrainInputError, match=r"train.yaml: data: field 'preset': unknown preset 'ful'.*did you mean 'full'"):
+        build_mixture(DataSpec(preset="ful"), tmp_path, None, 0, config_file=tmp_path / "train.yaml")
     spec = DataSpec.model_validate({"sources": [{"kind": "registry", "source": "msmarco-pasage"}]})
     with pytest.raises(TrainInputError, match=r"sources\[0\].*unknown registry source 'msmarco-pasage'.*did you mean 'msmarco-passage'"):
         build_mixture(spec, tmp_path, None, 0)

@@ -273,14 +273,17 @@ def _preset_sources(spec: DataSpec, where: str) -> list[RegistrySource]:
     return [RegistrySource(kind="registry", source=n, path=spec.paths.get(n), weight=spec.weights.get(n)) for n in names]
 
 
-def build_mixture(spec: DataSpec, base_dir: Path, encode: Encoder | None, seed: int) -> Mixture:
+def build_mixture(
+    spec: DataSpec, base_dir: Path, encode: Encoder | None, seed: int, *, config_file: Path | None = None
+) -> Mixture:
     """Load every source of ``spec`` (paths relative to ``base_dir``), mine where needed, and mix.
 
     ``encode(texts, is_query)`` (L2-normalised float32 rows) is needed only by BEIR sources with
-    ``negatives_per_query > 0``; ``seed`` drives mining draws. Errors are TrainInputError.
+    ``negatives_per_query > 0``; ``seed`` drives mining draws. Errors are TrainInputError; they name
+    ``config_file`` (the training config the spec came from) when given, else ``base_dir``.
     """
     base_dir = Path(base_dir)
-    where = f"data config (paths relative to {base_dir})"
+    where = f"{config_file}: data" if config_file is not None else f"data config (paths relative to {base_dir})"
     sources = _preset_sources(spec, where) if spec.preset is not None else list(spec.sources or [])
     loaded: dict[str, list[TrainExample]] = {}
     weights: dict[str, float] = {}
