@@ -1,9 +1,11 @@
-"""Contrastive fine-tuning of decoder LLMs into embedders (the E5 recipe). Not implemented yet.
+"""Contrastive fine-tuning of LLMs (and encoders) into embedders: the E5-mistral recipe.
 
-Planned scope (see ../shared/ARCHITECTURE.md): data mixtures with per-source instructions, LoRA,
-last-token pooling with an explicit EOS, InfoNCE with in-batch and hard negatives (temperature
-0.02), GradCache, DeepSpeed ZeRO-3 / torchrun, and export of a sentence-transformers directory.
-Libraries never import ``harness``, so when this package is built the E5 template now in
-``harness/instructions.py`` moves here and ``harness`` imports it from here: one template for
-training and evaluation. No issue asks for this package yet.
+Usable on its own (``trainers.train.train(load_train_config(path))``) and as ``harness train``.
+Modules, in data-flow order: ``config`` (the YAML schema), ``data`` (sources, registry, mixture),
+``reference``/``backbone`` (base model, GGUF dense copy, EOS-appending tokenizer, LoRA),
+``encoder`` (tokenise + pool), ``loss`` (InfoNCE, cross-process negatives), ``gradcache`` (one
+step, full-batch or cached), ``engine`` (plain PyTorch or DeepSpeed), ``train`` (the resumable
+loop), ``export`` (a sentence-transformers directory evaluation loads like any other model).
+``templates`` and ``pooling`` hold the instruction template and pooling that evaluation imports,
+so training and evaluation cannot drift apart. Libraries never import ``harness``.
 """

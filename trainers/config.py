@@ -1,0 +1,120 @@
+"""The training config (``harness train CONFIG``): one strict pydantic model read from YAML.
+
+Defaults are the E5-mistral recipe (LoRA r=16 on all linear layers, last-token pooling with an
+explicit EOS, InfoNCE at temperature 0.02 over in-batch and hard negatives, instruction template
+on queries only); every field a user may want to change for another base model is here, and an
+unknown field is an error with the closest valid name rather than a silently ignored typo.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trainers.data.spec import DataSpec
+from trainers.errors import TrainInputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraSpec(_Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class DeepSpeedSpec(_Strict):
+    stage: Literal[0, 1, 2, 3] = 3
+    offload_optimizer: bool = False
+    offload_params: bool = False
+
+
+class TrainConfig(_Strict):
+    name: str | None = None
+    base_model: str  # hub id | local path | pkg:<module>/<subdir> | a .gguf file
+    gguf_file: str | None = None
+    miner: str | None = None  # model that mines hard negatives (default: the base model itself)
+    pooling: Literal["auto", "lasttoken", "mean", "cls"] = "auto"
+    instructions: Literal["auto", "e5", "none"] = "auto"  # auto: E5 template for decoders, none for encoders
+    lora: LoraSpec | None = Field(default_factory=LoraSpec)  # null: full fine-tune (small encoders)
+    data: DataSpec
+    temperature: float = Field(0.02, gt=0.0)
+    hard_negatives: int = Field(1, ge=0)
+    batch_size: int = Field(32, ge=1)
+    mini_batch_size: int | None = Field(None, ge=1)  # GradCache: activations of this many texts at a time
+    max_steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0.0)
+    learning_rate: float = Field(1e-4, gt=0.0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float | None = Field(None, gt=0.0)
+    query_max_length: int = Field(128, ge=4)
+    passage_max_length: int = Field(256, ge=4)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    gradient_checkpointing: bool = False
+    deepspeed: DeepSpeedSpec | None = None
+    seed: int = 42
+    save_every: int = Field(50, ge=1)
+    log_every: int = Field(10, ge=1)
+    merge_adapter: bool = False  # export merged weights instead of the LoRA adapter
+    device: str = "auto"
+    output: str | None = None  # default: runs/train/<name>, relative to the working directory
+
+    @model_validator(mode="after")
+    def _length(self) -> "TrainConfig":
+        if self.max_steps is None and self.epochs is None:
+            self.epochs = 1.0
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("give either max_steps or epochs, not both")
+        if self.mini_batch_size and self.mini_batch_size > self.batch_size:
+            raise ValueError("mini_batch_size must not exceed batch_size")
+        return self
+
+    def identity(self) -> str:
+        """Hash of everything that changes the trained weights (not logging or output location)."""
+        blob = self.model_dump(mode="json", exclude={"output", "log_every", "name", "device"})
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def _closest(name: str, model: type[BaseModel]) -> str:
+    match = difflib.get_close_matches(name, list(model.model_fields), n=1)
+    return f"did you mean '{match[0]}'?" if match else f"valid fields: {', '.join(model.model_fields)}"
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config; any problem raises one :class:`TrainInputError`."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise TrainInputError(path, None, "config file does not exist", "pass the path of an existing YAML training config")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise TrainInputError(path, where, f"not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise TrainInputError(path, None, "the config must be a YAML mapping", "start with 'base_model:' and 'data:'")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        if err["type"] == "extra_forbidden":
+            fix = _closest(str(err["loc"][-1]), TrainConfig) if len(err["loc"]) == 1 else "remove the field or fix its name"
+            raise TrainInputError(path, field, "unknown field", fix) from None
+        more = len(exc.errors()) - 1
+        problem = err["msg"] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+        raise TrainInputError(path, field, problem, "see docs/training.md for the config reference") from None
+
+
+def resolved_dict(config: TrainConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")

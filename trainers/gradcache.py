@@ -1,0 +1,107 @@
+"""One contrastive step, full-batch or GradCache, independent of the engine that owns the weights.
+
+GradCache (Gao et al. 2021) makes the loss of a batch of N examples cost the activation memory of
+a mini-batch: (1) embed every mini-batch without a graph, (2) compute the InfoNCE loss on those
+detached vectors and take its gradient with respect to each vector, (3) embed each mini-batch
+again with a graph and back-propagate the cached vector gradients through it. The result equals
+the full-batch gradient (dropout is replayed by restoring each mini-batch's RNG state).
+
+Step (3) calls the engine's ``backward`` once per mini-batch and tells it which call closes the
+step: DeepSpeed must not reduce or partition gradients before the last one, which is exactly what
+sentence-transformers' cached loss cannot tell the HF Trainer (its issues #3173 and #3531).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from trainers.loss import info_nce
+
+Encode = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+Backward = Callable[[torch.Tensor, bool], None]
+
+
+@dataclass
+class ContrastiveBatch:
+    """Tokenised inputs of one step on this process: queries, then positives followed by negatives."""
+
+    queries: dict[str, torch.Tensor]
+    documents: dict[str, torch.Tensor]  # B positives, then B*k negatives (k per example, grouped)
+    in_batch: torch.Tensor  # [B] bool
+
+    @property
+    def size(self) -> int:
+        return int(self.queries["input_ids"].shape[0])
+
+
+def _chunks(batch: dict[str, torch.Tensor], size: int | None) -> Iterator[dict[str, torch.Tensor]]:
+    n = int(batch["input_ids"].shape[0])
+    step = size or n
+    for start in range(0, n, step):
+        sub = {k: v[start : start + step] for k, v in batch.items()}
+        # trim padding columns the mini-batch does not need (right padding)
+        width = int(sub["attention_mask"].sum(1).max())
+        yield {k: v[:, :width] for k, v in sub.items()}
+
+
+def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor]]:
+    return torch.get_rng_state(), ([torch.cuda.get_rng_state(d) for d in range(torch.cuda.device_count())] if torch.cuda.is_available() else [])
+
+
+@contextlib.contextmanager
+def _replay(state: tuple[torch.Tensor, list[torch.Tensor]]) -> Iterator[None]:
+    devices = list(range(len(state[1])))
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(state[0])
+        for d, s in zip(devices, state[1]):
+            torch.cuda.set_rng_state(s, d)
+        yield
+
+
+def _split(docs: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return docs[:b], docs[b:]
+
+
+def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward, *, temperature: float,
+                     mini_batch_size: int | None, device: Any, autocast: Callable[[], Any]) -> float:
+    """Forward and backward of one step; returns the loss value. The caller steps the optimizer."""
+    move = lambda part: {k: v.to(device) for k, v in part.items()}  # noqa: E731
+    b = batch.size
+    in_batch = batch.in_batch.to(device)
+    if not mini_batch_size:
+        with autocast():
+            q = encode(move(batch.queries))
+            d = encode(move(batch.documents))
+            pos, neg = _split(d, b)
+            loss = info_nce(q, pos, neg, temperature=temperature, in_batch=in_batch)
+        backward(loss, True)
+        return float(loss.detach())
+
+    pieces: list[tuple[dict[str, torch.Tensor], Any]] = []
+    reps: list[torch.Tensor] = []
+    with torch.no_grad():
+        for part in (batch.queries, batch.documents):
+            for chunk in _chunks(part, mini_batch_size):
+                state = _rng_state()
+                with autocast():
+                    reps.append(encode(move(chunk)).detach())
+                pieces.append((chunk, state))
+    n_q = len(list(_chunks(batch.queries, mini_batch_size)))
+    q_rep = torch.cat(reps[:n_q]).requires_grad_()
+    d_rep = torch.cat(reps[n_q:]).requires_grad_()
+    pos, neg = _split(d_rep, b)
+    loss = info_nce(q_rep, pos, neg, temperature=temperature, in_batch=in_batch)
+    loss.backward()
+    grads = list(torch.split(q_rep.grad, [r.shape[0] for r in reps[:n_q]])) + \
+        list(torch.split(d_rep.grad, [r.shape[0] for r in reps[n_q:]]))
+    for i, ((chunk, state), grad) in enumerate(zip(pieces, grads)):
+        with _replay(state), autocast():
+            emb = encode(move(chunk))
+            surrogate = (emb * grad).sum()
+        backward(surrogate, i == len(pieces) - 1)
+    return float(loss.detach())
