@@ -158,7 +158,7 @@ def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")]
 
 def main() -> None:
     """Console-script entry point."""
-    from harness import cli_extra  # noqa: F401  (registers report / gate / generate)
+    from harness import cli_extra, cli_train  # noqa: F401  (register report / gate / generate / train)
 
     try:
         app()

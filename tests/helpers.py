@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 
 def cli(*args: str) -> Any:
-    from harness import cli_extra  # noqa: F401
+    from harness import cli_extra, cli_train  # noqa: F401
     from harness.cli import app
 
     return CliRunner().invoke(app, list(args), catch_exceptions=False)

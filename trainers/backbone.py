@@ -209,7 +209,10 @@ def load_backbone(base: BaseModel, dtype: str = "float32") -> Any:
     import torch
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(base.load_path, dtype=getattr(torch, dtype))
+    model = AutoModel.from_pretrained(base.load_path, dtype=getattr(torch, dtype))
+    if hasattr(model.config, "use_cache"):
+        model.config.use_cache = False  # an embedder never decodes; a KV cache only costs memory and recompiles
+    return model
 
 
 def add_lora(model: Any, *, r: int, alpha: int, dropout: float, target_modules: list[str] | str,
@@ -225,3 +228,40 @@ def add_lora(model: Any, *, r: int, alpha: int, dropout: float, target_modules: 
         raise TrainInputError(config_path, "lora.target_modules", f"{target_modules!r} matches no module of the base model ({exc})".replace("..", "."),
                               f"use 'all-linear' or names among: {', '.join(linear)}") from None
     return wrapped
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The repeated transformer blocks (found by shape, not by architecture name)."""
+    import torch
+
+    best: list[Any] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > len(best):
+            best = list(module)
+    return best
+
+
+def compile_layers(model: Any) -> int:
+    """``torch.compile`` each decoder block in place; returns how many were compiled.
+
+    Compiling block by block (not the whole model) keeps compile time to one block's graph and
+    survives gradient checkpointing and peft wrappers; measured 1.45x on a 7B LoRA step (NOTES).
+    """
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.compile()
+    return len(layers)
+
+
+def enable_checkpointing(model: Any, keep_layers: int = 0) -> None:
+    """Gradient checkpointing on every block except the first ``keep_layers`` (selective).
+
+    Checkpointing recomputes each block's forward during backward (a third of a LoRA step's
+    compute); leaving some blocks un-checkpointed trades spare accelerator memory for that
+    recompute, block by block. transformers' blocks check their own ``gradient_checkpointing``
+    flag, so switching it off per block is all it takes.
+    """
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for layer in decoder_layers(model)[:keep_layers]:
+        if hasattr(layer, "gradient_checkpointing"):
+            layer.gradient_checkpointing = False

@@ -227,20 +227,35 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
         mixture = Mixture.load(mixture_path)
     else:
         base_dir = prep.config_path.parent if prep.config_path else Path.cwd()
-        mixture = build_mixture(cfg.data, base_dir, make_mining_encoder(mining_encoder(prep, cache_dir), device, cfg), cfg.seed)
-        if rank == 0:
-            mixture.save(mixture_path)
-    if rank == 0:
-        atomic_write_json(out / CONFIG_FILE, {"identity": cfg.identity(), "config": cfg.model_dump(mode="json"),
-                                              "config_path": str(prep.config_path) if prep.config_path else None})
-
-    total_examples = sum(mixture.counts().values())
+        mixture = build_mixture(cfg.data, base_dir, make_mining_encoder(mining_encoder(prep, cache_dir), device, cfg), cfg.seed,
+                                config_file=prep.config_path)
     global_batch = cfg.batch_size
     if global_batch % size:
         raise TrainInputError(prep.config_path, "batch_size", f"{global_batch} is not divisible by {size} processes",
                               "choose a batch_size that is a multiple of the number of processes")
+    try:
+        mixture.check_batch_size(global_batch)
+    except TrainInputError:
+        raise
+    except ValueError as exc:
+        raise TrainInputError(prep.config_path, "batch_size", str(exc), "lower batch_size or add data to the small source") from None
+    # Everything is validated: from here on the output directory is written.
+    if rank == 0:
+        if not mixture_path.is_file():
+            mixture.save(mixture_path)
+        atomic_write_json(out / CONFIG_FILE, {"identity": cfg.identity(), "config": cfg.model_dump(mode="json"),
+                                              "config_path": str(prep.config_path) if prep.config_path else None})
+
+    total_examples = sum(mixture.counts().values())
     local_batch = global_batch // size
     total_steps = cfg.max_steps or steps_for(total_examples, global_batch, cfg.epochs or 1.0)
+    model_dir = out / MODEL_DIR
+    done_card = model_dir / "training.json"
+    if done_card.is_file() and _checkpoints(out) and _checkpoints(out)[-1][0] == total_steps:
+        card = json.loads(done_card.read_text(encoding="utf-8"))
+        if card.get("config_identity") == cfg.identity() and card.get("steps") == total_steps:
+            return TrainResult(model_dir=model_dir, steps=total_steps, losses=list(card.get("losses") or []),
+                               seconds=time.time() - started, resumed_from=total_steps)
 
     engine: PlainEngine | DeepSpeedEngine
     common = dict(lr=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
@@ -295,7 +310,6 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
             _save_checkpoint(engine, out, done, {"losses": losses, "step": done})
 
     trainable = engine.trainable_state()
-    model_dir = out / MODEL_DIR
     if rank == 0:
         card = {
             "name": cfg.name, "base_model": cfg.base_model, "base_load_path": prep.base.load_path,

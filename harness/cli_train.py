@@ -1,0 +1,42 @@
+"""``harness train CONFIG``: the trainer library behind the harness's exit-code contract.
+
+The logic lives in ``trainers`` (usable without the harness); this module only maps its
+``TrainInputError`` to exit code 2 and adds the harness's provenance (package versions, git
+commit) to the model card, which ``trainers`` cannot compute itself without importing ``harness``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from harness.cli import EXIT_BAD_INPUT, _quiet_environment, app
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (see examples/train-scifact-minilm.yaml and docs/training.md).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Training directory (default: config 'output:' or runs/train/<name>). Re-running resumes.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No per-step log lines.")] = False,
+) -> None:
+    """LoRA/contrastive training with the E5 recipe; writes a sentence-transformers model directory."""
+    _quiet_environment()
+    from harness.provenance import environment
+    from trainers.config import load_train_config
+    from trainers.errors import TrainInputError
+    from trainers.train import prepare
+    from trainers.train import train as run_train
+
+    try:
+        cfg = load_train_config(config)
+        prepared = prepare(cfg, config_path=config.resolve(), output=output)
+        result = run_train(cfg, config_path=config.resolve(), prepared=prepared, provenance=environment(),
+                           progress=not no_progress)
+    except TrainInputError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+    typer.echo(f"trained {result.steps} steps in {result.seconds:.0f} s (final loss {final}{resumed}) -> {result.model_dir}")
