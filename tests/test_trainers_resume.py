@@ -86,8 +86,14 @@ def test_kill_9_after_first_checkpoint_then_rerun_gives_identical_adapter(tmp_pa
 def test_two_process_resume_is_exact_with_dropout(tmp_path: Path) -> None:
     """Each rank's RNG (dropout masks) differs; resuming must restore each rank's own state."""
     pairs = scifact_pairs(tmp_path / "pairs.jsonl")
-    cfg = tiny_config(pairs_data(pairs), tmp_path / "two", lora=LORA, save_every=1)
+    # queries up to 48 tokens: SciFact claims vary in length, so the two ranks' batches have
+    # different shapes and consume their generators differently (at 16 tokens every claim is cut
+    # to the same width and the ranks' RNG states would coincide, hiding the bug this test is for)
+    cfg = tiny_config(pairs_data(pairs), tmp_path / "two", lora=LORA, save_every=1, query_max_length=48)
     full = run_training(cfg, tmp_path, "two", nproc=2)
+    step2 = tmp_path / "two" / "checkpoints" / "step-000002"
+    rng = [torch.load(step2 / f"rng-rank{r:03d}.pt", weights_only=False)["torch"] for r in (0, 1)]
+    assert not torch.equal(rng[0], rng[1])  # the premise: the ranks' dropout streams differ
     shutil.rmtree(tmp_path / "two" / "checkpoints" / "step-000003")
     shutil.rmtree(tmp_path / "two" / "model")
     resumed = run_training(cfg, tmp_path, "two-resumed", nproc=2)
