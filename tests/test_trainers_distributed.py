@@ -9,7 +9,8 @@ gather) the per-step losses would differ from one process's at the 1e-2 level, n
 The trained weights are compared at a looser tolerance on purpose: AdamW divides each gradient
 element by its own running magnitude, so an element whose gradient is ~1e-8 (LoRA weights barely
 used by a 16-token batch) turns a 1e-7 float-summation difference into an update difference of
-up to ``2*lr``. Measured after 3 steps at lr 1e-3: 2.9e-5, against weights that moved ~4e-2.
+up to ``2*lr``. Measured after 3 steps at lr 1e-3: 2.9e-5, against LoRA B weights that moved
+2e-3 from zero.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.trainer_fixtures import adapter_key, max_state_diff, pairs_data, run_
 pytestmark = pytest.mark.slow
 
 LOSS_TOL = 1e-5
-WEIGHT_TOL = 2e-4  # 0.2 * lr, see the module docstring
+WEIGHT_TOL = 1e-4  # 0.1 * lr, see the module docstring
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def _check_same_run(single: dict[str, Any], dist: dict[str, Any]) -> None:
     moved = max(float(v.abs().max()) for k, v in single["trainable"].items() if "lora_B" in k)
     weight_diff = max_state_diff(single["trainable"], dist["trainable"])
     print(f"weights max |diff| {weight_diff:.2e} (lora_B moved up to {moved:.2e}); wall {dist['wall']:.0f}s")
-    assert moved > 50 * WEIGHT_TOL  # the comparison is not vacuous: training changed the weights
+    assert moved > 10 * WEIGHT_TOL  # not vacuous: LoRA B starts at 0 and moved ~2e-3 (3 Adam steps)
     assert weight_diff <= WEIGHT_TOL
     exported = {adapter_key(k): v for k, v in dist["trainable"].items()}
     assert max_state_diff(dist["adapter"], exported) == 0.0  # rank 0 exported the trained weights
