@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import torch
 
+from trainers.config import TrainConfig
+from trainers.data.mixture import Mixture
+from trainers.train import Prepared, check_output, train
 from tests.trainer_fixtures import (max_state_diff, pairs_data, run_training, scifact_pairs, scifact_slice,
                                     subprocess_env, tiny_config, write_config)
-
-pytestmark = pytest.mark.slow
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
 
@@ -40,6 +41,7 @@ def _leftovers(output: Path) -> list[str]:
     return sorted(str(p.relative_to(output)) for p in output.rglob("*") if ".tmp" in p.name)
 
 
+@pytest.mark.slow
 def test_kill_9_after_first_checkpoint_then_rerun_gives_identical_adapter(tmp_path: Path) -> None:
     folder = scifact_slice(tmp_path / "scifact_slice", n_queries=16, n_other=16)
     reference = run_training(_beir_config(folder, tmp_path / "uninterrupted"), tmp_path, "uninterrupted")
@@ -71,6 +73,7 @@ def test_kill_9_after_first_checkpoint_then_rerun_gives_identical_adapter(tmp_pa
     (output / "checkpoints" / ".tmp-step-000004").mkdir(exist_ok=True)
     (output / "checkpoints" / ".tmp-step-000004" / "state.pt").write_bytes(b"half")
     (output / ".model.tmp-x1y2z3").mkdir()
+    (output / "data" / ".mixture.jsonl.k3j2h1.tmp").write_text("half")
 
     resumed = run_training(_beir_config(folder, output), tmp_path, "resumed")
     print(f"killed after step {killed_at}; resumed from {resumed['resumed_from']}; "
@@ -83,6 +86,7 @@ def test_kill_9_after_first_checkpoint_then_rerun_gives_identical_adapter(tmp_pa
     assert _leftovers(output) == []
 
 
+@pytest.mark.slow
 def test_two_process_resume_is_exact_with_dropout(tmp_path: Path) -> None:
     """Each rank's RNG (dropout masks) differs; resuming must restore each rank's own state."""
     pairs = scifact_pairs(tmp_path / "pairs.jsonl")
@@ -101,3 +105,30 @@ def test_two_process_resume_is_exact_with_dropout(tmp_path: Path) -> None:
     assert resumed["resumed_from"] == 2
     assert resumed["losses"] == full["losses"]
     assert max_state_diff(resumed["trainable"], full["trainable"]) == 0.0
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at one exact point (a real kill cannot be timed to a few microseconds)."""
+
+
+def test_run_killed_right_after_writing_its_mixture_can_still_resume(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output must be recognisable as this training from its first file on, or a run killed
+    between two writes leaves a directory ``check_output`` refuses for ever."""
+    pairs = scifact_pairs(tmp_path / "pairs.jsonl")
+    output = tmp_path / "out"
+    cfg = TrainConfig.model_validate(tiny_config(pairs_data(pairs), output))
+    original = Mixture.save
+
+    def save_then_die(self: Mixture, path: Path) -> None:
+        original(self, path)
+        raise _Killed
+
+    monkeypatch.setattr(Mixture, "save", save_then_die)
+    # no model needed: a pairs source is not mined, and the run dies before the engine exists
+    prepared = Prepared(config=cfg, config_path=None, output=output, base=None, encoder=None,  # type: ignore[arg-type]
+                        use_e5=True, device=torch.device("cpu"))
+    with pytest.raises(_Killed):
+        train(cfg, prepared=prepared, progress=False)
+    assert (output / "data" / "mixture.jsonl").is_file()
+    check_output(output, cfg, None)  # raises TrainInputError if the output is not recognised

@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from atomicio import atomic_write_json
+from atomicio import remove_stale_temporaries as remove_stale_files
 from trainers.backbone import BaseModel, add_lora, load_backbone, load_tokenizer, resolve_base
 from trainers.config import TrainConfig
 from trainers.data.mixture import Mixture, build_mixture
@@ -224,12 +225,13 @@ def _load_rng(directory: Path, rank: int) -> None:
     set_rng_state(torch.load(path, map_location="cpu", weights_only=False))
 
 
-def remove_stale_temporaries(output: Path) -> list[Path]:
-    """Delete what a killed run leaves: half-written checkpoints and half-written exports.
+def remove_abandoned(output: Path) -> list[Path]:
+    """Delete what a killed run leaves: half-written checkpoints, exports and files.
 
-    Both are written under temporary names and renamed when complete, so anything still under such
-    a name was abandoned mid-write; one training owns an output directory, so nothing else writes
-    there. Returns what was removed.
+    All are written under temporary names and renamed when complete (checkpoints ``.tmp-step-*``,
+    the export ``.model.tmp-*``, single files ``.NAME.*.tmp`` from atomicio), so anything still
+    under such a name was abandoned mid-write; one training owns an output directory, so nothing
+    else writes there. Returns the directories removed.
     """
     stale = list((output / CHECKPOINTS).glob(".tmp-step-*")) + list(output.glob(f".{MODEL_DIR}.tmp-*"))
     for path in stale:
@@ -237,6 +239,7 @@ def remove_stale_temporaries(output: Path) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    remove_stale_files(output)
     return stale
 
 
@@ -257,8 +260,11 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
     rank, size = world()
     cfg = prep.config
     if rank == 0:
-        remove_stale_temporaries(out)
-
+        remove_abandoned(out)
+        # the marker first: a run killed after writing anything else must still be recognised as
+        # this training (check_output refuses a non-empty output without it), or it could never resume
+        atomic_write_json(out / CONFIG_FILE, {"identity": cfg.identity(), "config": cfg.model_dump(mode="json"),
+                                              "config_path": str(prep.config_path) if prep.config_path else None})
     mixture_path = out / MIXTURE_FILE
     if mixture_path.is_file():
         mixture = Mixture.load(mixture_path)
@@ -267,9 +273,6 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
         mixture = build_mixture(cfg.data, base_dir, make_mining_encoder(mining_encoder(prep, cache_dir), device, cfg), cfg.seed)
         if rank == 0:
             mixture.save(mixture_path)
-    if rank == 0:
-        atomic_write_json(out / CONFIG_FILE, {"identity": cfg.identity(), "config": cfg.model_dump(mode="json"),
-                                              "config_path": str(prep.config_path) if prep.config_path else None})
 
     total_examples = sum(mixture.counts().values())
     global_batch = cfg.batch_size
