@@ -24,7 +24,8 @@ from tests.trainer_fixtures import adapter_key, max_state_diff, pairs_data, run_
 
 pytestmark = pytest.mark.slow
 
-LOSS_TOL = 1e-5
+LOSS_TOL = 2e-5  # measured 3.3e-6 (full batch) and 8.1e-6 (GradCache): logits are cos/0.02, so fp32
+#                 rounding of the embeddings (other padding widths, other chunk shapes) shows up x50
 WEIGHT_TOL = 1e-4  # 0.1 * lr, see the module docstring
 
 
