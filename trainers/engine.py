@@ -35,6 +35,7 @@ def lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
 
 
 def rng_state() -> dict[str, Any]:
+    """This process's random generators (dropout masks come from here; each rank has its own)."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": [torch.cuda.get_rng_state(d) for d in range(torch.cuda.device_count())] if torch.cuda.is_available() else []}
 
@@ -94,7 +95,7 @@ class PlainEngine:
         rank, _ = world()
         if rank == 0:
             torch.save({"trainable": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "client": client_state, "rng": rng_state()},
+                        "scheduler": self.scheduler.state_dict(), "client": client_state},
                        directory / "state.pt")
 
     def load(self, directory: Path) -> dict[str, Any]:
@@ -105,7 +106,6 @@ class PlainEngine:
                 named[name].copy_(value.to(named[name].device))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         return state["client"]
 
 
@@ -159,12 +159,13 @@ class DeepSpeedEngine:
             return {n: p.detach().cpu().clone() for n, p in named}
 
     def save(self, directory: Path, client_state: dict[str, Any]) -> None:
-        self.engine.save_checkpoint(str(directory), tag="state", client_state={"client": client_state, "rng": rng_state()},
+        self.engine.save_checkpoint(str(directory), tag="state", client_state={"client": client_state},
                                     save_latest=False)
 
     def load(self, directory: Path) -> dict[str, Any]:
-        _, state = self.engine.load_checkpoint(str(directory), tag="state", load_module_strict=False)
-        set_rng_state(state["rng"])
+        path, state = self.engine.load_checkpoint(str(directory), tag="state", load_module_strict=False)
+        if path is None:
+            raise RuntimeError(f"DeepSpeed found no checkpoint in {directory}")
         return state["client"]
 
 

@@ -29,11 +29,12 @@ import torch
 import torch.distributed as dist
 
 from atomicio import atomic_write_json
+from atomicio import remove_stale_temporaries as remove_stale_files
 from trainers.backbone import BaseModel, add_lora, load_backbone, load_tokenizer, resolve_base
 from trainers.config import TrainConfig
 from trainers.data.mixture import Mixture, build_mixture
 from trainers.encoder import TextEncoder
-from trainers.engine import DeepSpeedEngine, PlainEngine, steps_for
+from trainers.engine import DeepSpeedEngine, PlainEngine, rng_state, set_rng_state, steps_for
 from trainers.errors import TrainInputError
 from trainers.export import MODEL_DIR, export_model
 from trainers.gradcache import ContrastiveBatch, contrastive_step
@@ -183,7 +184,17 @@ def _checkpoints(output: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _rng_file(directory: Path, rank: int) -> Path:
+    return directory / f"rng-rank{rank:03d}.pt"
+
+
 def _save_checkpoint(engine: Any, output: Path, step: int, client: dict[str, Any]) -> None:
+    """Engine state plus one RNG file per rank, in a temporary directory renamed once complete.
+
+    The RNG state is per rank because each rank draws its own dropout masks (its local batch has
+    its own shapes): restoring rank 0's generators on every rank would change the masks of the
+    other ranks after a resume.
+    """
     rank, size = world()
     root = output / CHECKPOINTS
     tmp = root / f".tmp-step-{step:06d}"
@@ -194,6 +205,7 @@ def _save_checkpoint(engine: Any, output: Path, step: int, client: dict[str, Any
     if size > 1:
         dist.barrier()
     engine.save(tmp, client)
+    torch.save(rng_state(), _rng_file(tmp, rank))
     if size > 1:
         dist.barrier()
     if rank == 0:
@@ -203,6 +215,32 @@ def _save_checkpoint(engine: Any, output: Path, step: int, client: dict[str, Any
             shutil.rmtree(old, ignore_errors=True)
     if size > 1:
         dist.barrier()
+
+
+def _load_rng(directory: Path, rank: int) -> None:
+    """This rank's generators from the checkpoint (rank 0's if the run had fewer processes)."""
+    path = _rng_file(directory, rank)
+    if not path.is_file():
+        path = _rng_file(directory, 0)
+    set_rng_state(torch.load(path, map_location="cpu", weights_only=False))
+
+
+def remove_abandoned(output: Path) -> list[Path]:
+    """Delete what a killed run leaves: half-written checkpoints, exports and files.
+
+    All are written under temporary names and renamed when complete (checkpoints ``.tmp-step-*``,
+    the export ``.model.tmp-*``, single files ``.NAME.*.tmp`` from atomicio), so anything still
+    under such a name was abandoned mid-write; one training owns an output directory, so nothing
+    else writes there. Returns the directories removed.
+    """
+    stale = list((output / CHECKPOINTS).glob(".tmp-step-*")) + list(output.glob(f".{MODEL_DIR}.tmp-*"))
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    remove_stale_files(output)
+    return stale
 
 
 def _batch_texts(examples: list[Any], k: int, use_e5: bool) -> tuple[list[str], list[str], list[bool]]:
@@ -221,7 +259,8 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
     _init_distributed(device)
     rank, size = world()
     cfg = prep.config
-
+    if rank == 0 and out.is_dir():
+        remove_abandoned(out)
     mixture_path = out / MIXTURE_FILE
     if mixture_path.is_file():
         mixture = Mixture.load(mixture_path)
@@ -233,18 +272,16 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
     if global_batch % size:
         raise TrainInputError(prep.config_path, "batch_size", f"{global_batch} is not divisible by {size} processes",
                               "choose a batch_size that is a multiple of the number of processes")
-    try:
-        mixture.check_batch_size(global_batch)
-    except TrainInputError:
-        raise
-    except ValueError as exc:
-        raise TrainInputError(prep.config_path, "batch_size", str(exc), "lower batch_size or add data to the small source") from None
-    # Everything is validated: from here on the output directory is written.
+    mixture.check_batch_size(global_batch)
+    # Everything is validated (bad input has written nothing). The marker goes first: a run killed
+    # after writing anything else must still be recognised as this training, or it could never resume.
     if rank == 0:
-        if not mixture_path.is_file():
-            mixture.save(mixture_path)
         atomic_write_json(out / CONFIG_FILE, {"identity": cfg.identity(), "config": cfg.model_dump(mode="json"),
                                               "config_path": str(prep.config_path) if prep.config_path else None})
+        if not mixture_path.is_file():
+            mixture.save(mixture_path)
+    if size > 1:
+        dist.barrier()
 
     total_examples = sum(mixture.counts().values())
     local_batch = global_batch // size
@@ -279,6 +316,7 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
     if found:
         start_step, latest = found[-1]
         client = engine.load(latest)
+        _load_rng(latest, rank)
         losses = list(client.get("losses", []))
     resumed_from = start_step
     prep.encoder.train()
