@@ -42,7 +42,10 @@ class OpenAIBackendConfig(_Model):
     retry_budget: int = Field(10_000, ge=0)
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
-    response_format: Literal["none", "json_object", "json_schema"] = "json_object"
+    # How the schema is sent; servers differ (see RESPONSE_FORMS and docs/generators.md):
+    # json_schema = OpenAI / vLLM / llama-server; json_object_schema = llama-cpp-python's server;
+    # guided_json = vLLM's own field; json_object = JSON mode without a schema; none = prompt only.
+    response_format: Literal["none", "json_object", "json_schema", "json_object_schema", "guided_json"] = "json_object"
     mode: Literal["online", "batch"] = "online"
     batch_poll_s: float = Field(30.0, gt=0)
     batch_discount: float = Field(0.5, ge=0, le=1)

@@ -174,6 +174,8 @@ class Job:
         self._lang_loading = _in_thread(LanguageChecker, cfg.filters.language_min_chars) if cfg.filters.language_id else None
         self.contamination = ContaminationFilter(cfg.filters.contamination) if cfg.filters.contamination else None
         self.templates: dict[str, int] = {}
+        options = getattr(backend, "request_options", None)
+        self.request_options: tuple[tuple[str, Any], ...] = tuple(sorted((options() if options else {}).items()))
 
     def _request(self, messages: list[dict[str, str]], max_tokens: int, seed: int, schema: dict[str, object] | None, tag: str) -> ChatRequest:
         s = self.cfg.sampling
@@ -181,7 +183,8 @@ class Job:
             model=self.model,
             messages=tuple((m["role"], m["content"]) for m in messages),
             temperature=s.temperature, top_p=s.top_p, max_tokens=max_tokens, seed=seed,
-            response_schema=_schema_text(schema) if schema is not None else None, tag=tag,
+            response_schema=_schema_text(schema) if schema is not None else None,
+            options=self.request_options, tag=tag,
         )
 
     def _reject(self, task_type: TaskType | str, reason: str) -> None:

@@ -98,6 +98,10 @@ class OpenAIBackend:
         self._journal = journal
         self._sem: asyncio.Semaphore | None = None
 
+    def request_options(self) -> dict[str, Any]:
+        """What this backend adds to every request: the response-format mode changes what comes back."""
+        return {"response_format": self.config.response_format}
+
     # -- online -------------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         cap = min(self.config.backoff_max_s, self.config.backoff_base_s * (2 ** (attempt - 1)))
@@ -123,7 +127,7 @@ class OpenAIBackend:
                     resp = await self._client.post(
                         "/chat/completions",
                         cast_to=ChatCompletion,
-                        body=chat_body(req, self.config.response_format),
+                        body=chat_body(req),
                         options={"headers": {"X-Request-Key": req.key}},
                     )
                 choice = resp.choices[0] if resp.choices else None
@@ -199,7 +203,7 @@ class OpenAIBackend:
         job_id = hashlib.sha256("\n".join(sorted(by_key)).encode()).hexdigest()
         batch_id = self._journal.get(f"batch:{job_id}") if self._journal is not None else None
         if batch_id is None:
-            data = ("\n".join(build_batch_lines(requests, self.config.response_format)) + "\n").encode()
+            data = ("\n".join(build_batch_lines(requests)) + "\n").encode()
             uploaded = await self._client.files.create(file=("requests.jsonl", data), purpose="batch")
             batch = await self._client.batches.create(
                 input_file_id=uploaded.id, endpoint=CHAT_ENDPOINT, completion_window="24h"
