@@ -177,3 +177,21 @@ def test_failure_bound() -> None:
         check_failures(RequestCounts(total=10, succeeded=4, failed=6, failed_by_reason={"HTTP 500: boom": 6}), 0.5)
     with pytest.raises(GenerationFailedError, match=r"3 of 3 calls failed \(all of them\).*HTTP 422"):
         check_failures(RequestCounts(total=3, failed=3, failed_by_reason={"HTTP 422 invalid request: bad": 3}), 1.0)
+
+
+def test_server_message_kept_without_keys_and_invalid_requests_recognised() -> None:
+    from generators.backends.openai_backend import is_invalid_request, server_message
+
+    llama = {"error": {"message": "1 validation error:\n {'loc': ('body', 'response_format', 'type'), 'msg': "
+                                  "\"Input should be 'text' or 'json_object'\"}", "type": "internal_server_error"}}
+    msg = server_message(llama)
+    assert "Input should be 'text' or 'json_object'" in msg and "\n" not in msg
+    assert is_invalid_request(500, llama, msg)  # llama-cpp-python: validation failure answered as 500
+    fastapi = {"detail": [{"loc": ["body", "messages"], "msg": "field required"}]}
+    assert server_message(fastapi) == "body.messages: field required" and is_invalid_request(422, fastapi, "")
+    oai = {"error": {"message": "Incorrect API key provided: sk-abc123456789", "type": "invalid_request_error"}}
+    assert "sk-abc" not in server_message(oai) and is_invalid_request(401, oai, server_message(oai))
+    assert server_message({"error": {"message": "my key is s3cr3t"}}, secret="s3cr3t") == "my key is ***"
+    busy = {"error": {"message": "CUDA out of memory", "type": "internal_server_error"}}
+    assert not is_invalid_request(500, busy, server_message(busy))  # transient: retried
+    assert not is_invalid_request(503, None, "")
