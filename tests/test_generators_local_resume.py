@@ -1,6 +1,7 @@
 """Issue #10 item 6: a local-backend job killed with SIGKILL and resumed keeps exactly the examples an
 uninterrupted job keeps: no duplicate rows, no lost ones. The resumed run batches the remaining
-requests differently from the first, so this also exercises per-request sampling (item 3)."""
+requests differently from the first (another batch size), so this also exercises per-request
+sampling (item 3): with the old per-batch seed the resumed examples differed."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ from generators.output import read_examples
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(tmp_path: Path, name: str) -> Path:
+def _config(tmp_path: Path, name: str, batch_size: int = 2) -> Path:
     data = {
         "name": name, "seed": 21,
-        "backend": {"kind": "local", "batch_size": 2, "threads": 1},
+        "backend": {"kind": "local", "batch_size": batch_size, "threads": 1},
         "tasks": {"sts": {"count": 4}, "bitext": {"count": 2}},
         "languages": {"en": 3, "fr": 1}, "templates": "compact",
         "sampling": {"temperature": 0.8, "top_p": 0.95, "max_tokens": 48},
@@ -72,7 +73,9 @@ def test_killed_and_resumed_local_job_keeps_exactly_the_uninterrupted_examples(t
     assert 2 <= done_before < whole.requests.total
     assert not (out / "examples.jsonl").exists()
 
-    resumed = generate(cfg, out, progress=False)
+    # Resume with another batch size, so the remaining requests are batched unlike the first run's
+    # (a killed run always stored whole batches; batch size is not part of a request's key).
+    resumed = generate(_config(tmp_path, "killed", batch_size=3), out, progress=False)
     assert resumed.requests.from_store == done_before
     assert resumed.requests.new_calls == whole.requests.total - done_before
     a, b = read_examples(tmp_path / "whole" / "examples.jsonl"), read_examples(out / "examples.jsonl")
