@@ -16,8 +16,7 @@ from generators.config import GenerationConfig, OpenAIBackendConfig, load_config
 from generators.backends.openai_batch import RESPONSE_FORMS
 from generators.contamination import MIN_TOKENS, NGRAM, ContaminationFilter
 from generators.errors import BackendUnavailableError, GenerationFailedError, GeneratorInputError
-from generators.output import RequestCounts
-from generators.output import GenerationManifest, write_examples, write_manifest
+from generators.output import GenerationManifest, RequestCounts, write_examples, write_manifest
 from generators.pipeline import Job, JobResult
 from generators.progress import Progress
 from generators.response_store import ResponseStore
