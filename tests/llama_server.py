@@ -60,8 +60,10 @@ def _free_port() -> int:
 def llama_server(model: Path, log: Path, *args: str, ready_s: float = 180.0) -> Iterator[str]:
     """Start the server, wait until /v1/models answers, yield its base URL, and always stop it."""
     port = _free_port()
+    # One thread: llama.cpp's worker threads spin, and beside another CPU-heavy process (the test
+    # runner, other jobs) two threads on two cores ran several times slower than one.
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--n_threads", "2", *args]
+           "--port", str(port), "--n_threads", "1", "--n_threads_batch", "1", *args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
