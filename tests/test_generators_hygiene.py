@@ -41,11 +41,11 @@ class _NoBackend:
 
 
 def _judge(tmp_path: Path, task: TaskType, reply: dict[str, str], language: str = "en",
-           target: str | None = None) -> tuple[object, Job]:
+           target: str | None = None, contamination: ContaminationFilter | None = None) -> tuple[object, Job]:
     cfg = GenerationConfig.model_validate({"backend": {"kind": "local"}, "tasks": {task.value: {"count": 1}},
                                            "languages": {"en": 1, "de": 1}, "filters": {"language_min_chars": 20}})
     with ResponseStore(tmp_path / "s.sqlite") as store:
-        job = Job(cfg, _NoBackend(), store, Progress(0, enabled=False))  # type: ignore[arg-type]
+        job = Job(cfg, _NoBackend(), store, Progress(0, enabled=False), contamination)  # type: ignore[arg-type]
     job.lang_checker = LanguageChecker(20)
     job._lang_loading = None
     req = ChatRequest(model="none", messages=(("user", "x"),), temperature=1, top_p=1, max_tokens=9, seed=0)
@@ -83,6 +83,22 @@ def test_bitext_checks_documents_in_the_target_language(tmp_path: Path) -> None:
              "S3": "The weather is very bad today in the valley below."}
     row, job = _judge(tmp_path, TaskType.BITEXT, reply, language="en", target="de")
     assert row is None and dict(job.rejects_by_field[LANGUAGE_MISMATCH]) == {"hard_negative": 1}
+
+
+def test_contamination_rejects_counted_per_field_and_reason(tmp_path: Path) -> None:
+    evals = tmp_path / "evalset"
+    evals.mkdir()
+    claim = "Vitamin D supplementation lowers the incidence of respiratory infections in older adults."
+    (evals / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": claim}) + "\n")
+    reply = {"user_query": "How do cells produce their energy in the body?",
+             "positive_document": EN_DOC + " A recent review concluded: " + claim,
+             "hard_negative_document": EN_DOC.replace("mitochondrion", "chloroplast")}
+    row, job = _judge(tmp_path, TaskType.SHORT_LONG, reply)
+    assert row is not None
+    row, job2 = _judge(tmp_path, TaskType.SHORT_LONG, reply, contamination=ContaminationFilter([evals]))
+    assert row is None
+    assert dict(job2.rejects_by_field["contaminated"]) == {"positive": 1}
+    assert dict(job2.contamination_reasons) == {CONTAINS_EVAL_TEXT: 1}
 
 
 # -- item 2: near copies of real eval data -----------------------------------------------------------
