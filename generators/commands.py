@@ -13,8 +13,10 @@ from pathlib import Path
 
 from generators.backends import make_backend
 from generators.config import GenerationConfig, OpenAIBackendConfig, load_config
-from generators.errors import BackendUnavailableError, GeneratorInputError
-from generators.output import GenerationManifest, write_examples, write_manifest
+from generators.backends.openai_batch import RESPONSE_FORMS
+from generators.contamination import MIN_TOKENS, NGRAM, ContaminationFilter
+from generators.errors import BackendUnavailableError, GenerationFailedError, GeneratorInputError
+from generators.output import GenerationManifest, RequestCounts, write_examples, write_manifest
 from generators.pipeline import Job, JobResult
 from generators.progress import Progress
 from generators.response_store import ResponseStore
@@ -33,16 +35,43 @@ def resolve_output(config_path: Path, cfg: GenerationConfig, output: Path | None
     return config_path.resolve().parent / "runs" / f"generate-{cfg.name}"
 
 
-async def _run(cfg: GenerationConfig, store: ResponseStore, progress: Progress) -> tuple[JobResult, str, str]:
+async def _run(cfg: GenerationConfig, store: ResponseStore, progress: Progress,
+               contamination: ContaminationFilter | None) -> tuple[JobResult, str, str]:
     backend = make_backend(cfg.backend)
     journal = store.journal()
     if isinstance(cfg.backend, OpenAIBackendConfig):
         backend._journal = journal  # type: ignore[attr-defined]
     try:
-        result = await Job(cfg, backend, store, progress).run()
+        result = await Job(cfg, backend, store, progress, contamination).run()
     finally:
         await backend.aclose()
     return result, backend.name, backend.model_name  # type: ignore[attr-defined]
+
+
+def _response_format(cfg: GenerationConfig) -> dict[str, str]:
+    if isinstance(cfg.backend, OpenAIBackendConfig):
+        mode = cfg.backend.response_format
+        return {"mode": mode, "wire_form": RESPONSE_FORMS[mode]}
+    if getattr(cfg.backend, "constrained", False):
+        return {"mode": "local_xgrammar", "wire_form": "JSON schema enforced in-process by xgrammar"}
+    return {"mode": "none", "wire_form": "unconstrained local generation"}
+
+
+def check_failures(counts: RequestCounts, max_share: float, config_path: Path | None = None) -> None:
+    """Raise GenerationFailedError when every call failed or the failed share passes the bound."""
+    if counts.total == 0 or counts.failed == 0:
+        return
+    share = counts.failed / counts.total
+    if counts.failed < counts.total and share <= max_share:
+        return
+    top = sorted(counts.failed_by_reason.items(), key=lambda kv: -kv[1])[:2]
+    reasons = "; ".join(f"{n}x {r}" for r, n in top) or "unknown"
+    why = "all of them" if counts.failed == counts.total else f"{share:.0%} > failure.max_call_failure_share {max_share}"
+    raise GenerationFailedError(
+        config_path, "backend", f"generation failed: {counts.failed} of {counts.total} calls failed ({why}); top reasons: {reasons}",
+        "fix what the reasons name (endpoint, model, key, backend.response_format) and re-run; no examples were"
+        " written and the calls that succeeded stay in the response store",
+    )
 
 
 def generate(config_path: Path, output: Path | None = None, progress: bool = True) -> GenerationManifest:
@@ -56,15 +85,18 @@ def generate(config_path: Path, output: Path | None = None, progress: bool = Tru
     out_dir = resolve_output(config_path, cfg, output)
     store_path = cfg.store or out_dir / "responses.sqlite"
     started, t0 = _now(), time.perf_counter()
+    # Eval data is read before anything is written: a malformed line stops the job with nothing on disk.
+    contamination = ContaminationFilter(cfg.filters.contamination) if cfg.filters.contamination else None
     bar = Progress(total=0, enabled=progress, desc=f"generate {cfg.name}")
     try:
         with ResponseStore(store_path) as store:
             try:
-                result, backend_name, model = asyncio.run(_run(cfg, store, bar))
+                result, backend_name, model = asyncio.run(_run(cfg, store, bar, contamination))
             except BackendUnavailableError as exc:
                 raise GeneratorInputError(config_path, "backend", str(exc), "install what it names or fix backend.model") from exc
     finally:
         bar.close()
+    check_failures(result.requests, cfg.failure.max_call_failure_share, config_path)
     write_examples(out_dir, result.rows)
     counts: dict[str, dict[str, int]] = {"task_type": {}, "language": {}}
     for row in result.rows:
@@ -89,10 +121,16 @@ def generate(config_path: Path, output: Path | None = None, progress: bool = Tru
         rejects=dict(result.rejects),
         rejects_by_task_type={k: dict(v) for k, v in result.rejects_by_type.items()},
         language_id=dict(result.language_id),
+        rejects_by_field={k: dict(v) for k, v in result.rejects_by_field.items()},
         contamination={
             "sources": [str(p) for p in cfg.filters.contamination],
             "eval_strings": result.contamination_strings,
+            "indexed_for_near_copies": contamination.indexed if contamination is not None else 0,
+            "method": f"exact (case/space-insensitive) + token {NGRAM}-gram containment >= "
+                      f"{contamination.threshold if contamination is not None else 0} (eval strings of >= {MIN_TOKENS} tokens)",
+            "rejects_by_reason": dict(result.contamination_reasons),
         },
+        response_format=_response_format(cfg),
         tokens=result.tokens,
         tokens_this_run=result.tokens_this_run,
         cost_usd=round(result.cost_usd, 6),

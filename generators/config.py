@@ -42,7 +42,10 @@ class OpenAIBackendConfig(_Model):
     retry_budget: int = Field(10_000, ge=0)
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
-    response_format: Literal["none", "json_object", "json_schema"] = "json_object"
+    # How the schema is sent; servers differ (see RESPONSE_FORMS and docs/generators.md):
+    # json_schema = OpenAI / vLLM / llama-server; json_object_schema = llama-cpp-python's server;
+    # guided_json = vLLM's own field; json_object = JSON mode without a schema; none = prompt only.
+    response_format: Literal["none", "json_object", "json_schema", "json_object_schema", "guided_json"] = "json_object"
     mode: Literal["online", "batch"] = "online"
     batch_poll_s: float = Field(30.0, gt=0)
     batch_discount: float = Field(0.5, ge=0, le=1)
@@ -92,6 +95,12 @@ class FilterConfig(_Model):
     contamination: list[Path] = Field(default_factory=list)
 
 
+class FailureConfig(_Model):
+    """When a job counts as failed: a job whose calls all failed always does, whatever this says."""
+
+    max_call_failure_share: float = Field(0.5, ge=0, le=1)
+
+
 class PriceConfig(_Model):
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
@@ -108,6 +117,7 @@ class GenerationConfig(_Model):
     lengths: LengthConfig = Field(default_factory=LengthConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    failure: FailureConfig = Field(default_factory=FailureConfig)
     output: Path | None = None
     store: Path | None = None
 
@@ -121,6 +131,23 @@ class GenerationConfig(_Model):
             if not any(w > 0 for w in v.values()) or any(w < 0 for w in v.values()):
                 raise ValueError("weights must be >= 0 with at least one > 0")
         return v
+
+
+def _check_bitext_languages(path: Path, cfg: GenerationConfig) -> None:
+    """Bitext pairs two languages; with one configured there is nothing honest to pair it with.
+
+    (The sampler used to fall back to French beside English silently, making data in a language
+    the user never asked for.)
+    """
+    bitext = cfg.tasks.get(TaskType.BITEXT)
+    if bitext is None or bitext.count == 0 or not isinstance(cfg.languages, dict):
+        return
+    weighted = sorted(c for c, w in cfg.languages.items() if w > 0)
+    if len(weighted) < 2:
+        raise GeneratorInputError(
+            path, "languages", f"bitext needs two languages with weight > 0, got {weighted}",
+            "add a second language (e.g. languages: {en: 1, fr: 1}) or set tasks.bitext.count to 0",
+        )
 
 
 def _field_path(loc: tuple[object, ...]) -> str:
@@ -174,6 +201,7 @@ def load_config(path: Path) -> GenerationConfig:
     cfg.filters.contamination = resolved
     if isinstance(cfg.backend, OpenAIBackendConfig) and not (cfg.backend.model or cfg.backend.model_env):
         raise GeneratorInputError(path, "backend.model", "no model given", "set backend.model or backend.model_env")
+    _check_bitext_languages(path, cfg)
     if not cfg.tasks or sum(t.count for t in cfg.tasks.values()) == 0:
         raise GeneratorInputError(path, "tasks", "no examples requested", "give at least one task type a count > 0")
     return cfg

@@ -25,3 +25,13 @@ class GeneratorInputError(ValueError):
 
 class BackendUnavailableError(RuntimeError):
     """A backend cannot start at all (missing model file, missing optional package, no API key)."""
+
+
+
+class GenerationFailedError(GeneratorInputError):
+    """Too many calls failed (all of them, or more than the config's bound): the job's data is not usable.
+
+    A subclass of the input error because the fix is the user's (endpoint, model, response_format,
+    key), so the CLI already turns it into exit code 2 with this one line and nothing written; the
+    response store keeps every call that did succeed, so a re-run after the fix pays only for the rest.
+    """

@@ -1,18 +1,18 @@
 """Output hygiene after parsing: right language, no duplicates, nothing copied from an eval set.
 
 Each filter answers keep-or-reject with a reason, and the manifest counts every reason, so a job's
-yield and its losses are both visible.
+yield and its losses are both visible. Contamination lives in generators.contamination.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any
+
+from generators.contamination import ContaminationFilter, eval_strings, squash
+
+__all__ = ["CONTAMINATED", "DUPLICATE", "LANGUAGE_MISMATCH", "ContaminationFilter", "Deduper", "LanguageChecker",
+           "eval_strings", "normalize", "squash"]
 
 LANGUAGE_MISMATCH = "language_mismatch"
 DUPLICATE = "duplicate"
@@ -24,11 +24,6 @@ _WS = re.compile(r"\s+")
 def normalize(text: str) -> str:
     """Dedup key: Unicode NFKC, case-folded, whitespace collapsed."""
     return _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-
-
-def squash(text: str) -> str:
-    """Contamination key: case and all spacing ignored, as in the paper's string match."""
-    return _WS.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
 # XLM-R code -> the identifier labels that count as that language (near-identical written standards).
@@ -78,49 +73,3 @@ class Deduper:
             return True
         self._seen.add(key)
         return False
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        for line in fh:
-            line = line.strip()
-            if line:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(obj, dict):
-                    yield obj
-
-
-_TEXT_KEYS = ("text", "title", "sentence1", "sentence2", "src", "tgt", "query")
-
-
-def eval_strings(paths: Iterable[Path]) -> Iterator[str]:
-    """Every query/document/sentence in local eval data: BEIR folders or any *.jsonl[.gz] under a path."""
-    for root in paths:
-        files = [root] if root.is_file() else sorted(
-            p for p in root.rglob("*") if p.is_file() and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz"))
-        )
-        for f in files:
-            for obj in _read_jsonl(f):
-                for k in _TEXT_KEYS:
-                    v = obj.get(k)
-                    if isinstance(v, str) and v.strip():
-                        yield v
-
-
-class ContaminationFilter:
-    """Drops an example whose query or any document equals an eval-set string (case and spacing ignored)."""
-
-    def __init__(self, paths: Iterable[Path]) -> None:
-        self.paths = [Path(p) for p in paths]
-        self._keys: set[str] = {squash(s) for s in eval_strings(self.paths)}
-        self._keys.discard("")
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def is_contaminated(self, *texts: str) -> bool:
-        return any(squash(t) in self._keys for t in texts if t)

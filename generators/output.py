@@ -74,6 +74,8 @@ class GenerationManifest(BaseModel):
     counts: dict[str, dict[str, int]] = Field(default_factory=dict)
     rejects: dict[str, int] = Field(default_factory=dict)
     rejects_by_task_type: dict[str, dict[str, int]] = Field(default_factory=dict)
+    rejects_by_field: dict[str, dict[str, int]] = Field(default_factory=dict)  # reason -> field -> count
+    response_format: dict[str, str] = Field(default_factory=dict)  # mode and wire form the job used
     language_id: dict[str, int] = Field(default_factory=dict)
     contamination: dict[str, object] = Field(default_factory=dict)
     tokens: TokenCounts = Field(default_factory=TokenCounts)

@@ -73,6 +73,8 @@ class JobResult:
     unpriced_models: set[str] = field(default_factory=set)
     templates: dict[str, int] = field(default_factory=dict)
     contamination_strings: int = 0
+    rejects_by_field: dict[str, Counter[str]] = field(default_factory=dict)
+    contamination_reasons: Counter[str] = field(default_factory=Counter)
 
 
 class CallRunner:
@@ -137,7 +139,7 @@ class CallRunner:
                 self.progress.update(done=1, tokens=out.prompt_tokens + out.completion_tokens, cost=cost or 0.0)
             else:
                 self.counts.failed += 1
-                self.failed_by_reason[(out.error or "unknown").split(";")[0]] += 1
+                self.failed_by_reason[(out.error or "unknown").split("; retry budget")[0][:300]] += 1
                 self.progress.update(done=1)
             yield out
 
@@ -154,7 +156,8 @@ def _schema_text(schema: dict[str, object]) -> str:
 class Job:
     """One generation job over a config, a backend and a store."""
 
-    def __init__(self, cfg: GenerationConfig, backend: Backend, store: ResponseStore, progress: Progress) -> None:
+    def __init__(self, cfg: GenerationConfig, backend: Backend, store: ResponseStore, progress: Progress,
+                 contamination: ContaminationFilter | None = None) -> None:
         self.cfg = cfg
         self.backend = backend
         self.model = backend.model_name  # type: ignore[attr-defined]
@@ -167,13 +170,19 @@ class Job:
         self.rejects: Counter[str] = Counter()
         self.rejects_by_type: dict[str, Counter[str]] = defaultdict(Counter)
         self.lang_stats: Counter[str] = Counter()
+        self.rejects_by_field: dict[str, Counter[str]] = defaultdict(Counter)
+        self.contamination_reasons: Counter[str] = Counter()
         # The language-ID model takes ~0.3-0.5 s to decompress and load (LZMA releases the GIL); it
         # is first needed when the first completion comes back, so it loads in a thread meanwhile
         # instead of delaying the first call.
         self.lang_checker: LanguageChecker | None = None
         self._lang_loading = _in_thread(LanguageChecker, cfg.filters.language_min_chars) if cfg.filters.language_id else None
-        self.contamination = ContaminationFilter(cfg.filters.contamination) if cfg.filters.contamination else None
+        if contamination is None and cfg.filters.contamination:
+            contamination = ContaminationFilter(cfg.filters.contamination)
+        self.contamination = contamination
         self.templates: dict[str, int] = {}
+        options = getattr(backend, "request_options", None)
+        self.request_options: tuple[tuple[str, Any], ...] = tuple(sorted((options() if options else {}).items()))
 
     def _request(self, messages: list[dict[str, str]], max_tokens: int, seed: int, schema: dict[str, object] | None, tag: str) -> ChatRequest:
         s = self.cfg.sampling
@@ -181,8 +190,33 @@ class Job:
             model=self.model,
             messages=tuple((m["role"], m["content"]) for m in messages),
             temperature=s.temperature, top_p=s.top_p, max_tokens=max_tokens, seed=seed,
-            response_schema=_schema_text(schema) if schema is not None else None, tag=tag,
+            response_schema=_schema_text(schema) if schema is not None else None,
+            options=self.request_options, tag=tag,
         )
+
+    def _wrong_language_fields(self, p: Planned, fields: dict[str, str]) -> list[str]:
+        """Fields identified as another language than asked, each judged on its own text.
+
+        A field too short to identify passes unchecked (counted); joining fields would let a short
+        query in the wrong language hide beside two long documents in the right one. Bitext wants
+        the query in the source language and the documents in the target; classification labels
+        are too short to identify, so only its input text is checked.
+        """
+        assert self.lang_checker is not None
+        if p.task_type == TaskType.CLASSIFICATION:
+            fields = {"query": fields["query"]}
+        wrong = []
+        for name, text in fields.items():
+            lang = p.language if name == "query" or not spec(p.task_type).bilingual else (p.target_language or p.language)
+            ok, detected = self.lang_checker.check(text, lang)
+            if ok is None:
+                self.lang_stats[f"unchecked_{name}"] += 1
+                continue
+            self.lang_stats[f"checked_{name}"] += 1
+            if not ok:
+                self.lang_stats[f"detected_{detected}_for_{lang}"] += 1
+                wrong.append(name)
+        return wrong
 
     def _reject(self, task_type: TaskType | str, reason: str) -> None:
         self.rejects[reason] += 1
@@ -281,26 +315,21 @@ class Job:
         query = getattr(v, tspec.query_field)
         pos = getattr(v, tspec.positive_field)
         neg = getattr(v, tspec.negative_field)
+        fields = {"query": query, "positive": pos, "hard_negative": neg}
         if self.lang_checker is not None:
-            if tspec.bilingual:
-                checks = [(query, p.language), (pos + " " + neg, p.target_language or p.language)]
-            elif p.task_type == TaskType.CLASSIFICATION:
-                checks = [(query, p.language)]  # labels are too short to identify
-            else:
-                checks = [(" ".join((query, pos, neg)), p.language)]
-            for text, lang in checks:
-                ok, detected = self.lang_checker.check(text, lang)
-                if ok is None:
-                    self.lang_stats["unchecked"] += 1
-                    continue
-                self.lang_stats["checked"] += 1
-                if not ok:
-                    self.lang_stats[f"detected_{detected}_for_{lang}"] += 1
-                    self._reject(p.task_type, LANGUAGE_MISMATCH)
-                    return None
-        if self.contamination is not None and self.contamination.is_contaminated(query, pos, neg):
-            self._reject(p.task_type, CONTAMINATED)
-            return None
+            wrong = self._wrong_language_fields(p, fields)
+            if wrong:
+                for name in wrong:
+                    self.rejects_by_field[LANGUAGE_MISMATCH][name] += 1
+                self._reject(p.task_type, LANGUAGE_MISMATCH)
+                return None
+        if self.contamination is not None:
+            hit = self.contamination.match(fields)
+            if hit is not None:
+                self.rejects_by_field[CONTAMINATED][hit.field] += 1
+                self.contamination_reasons[hit.reason] += 1
+                self._reject(p.task_type, CONTAMINATED)
+                return None
         return ExampleRow(
             task_type=p.task_type.value, instruction=p.instruction, query=query, positive=pos,
             hard_negative=neg, language=p.language, target_language=p.target_language,
@@ -340,6 +369,7 @@ class Job:
             brainstorm=bstats, language_id=self.lang_stats, tokens=r.tokens, tokens_this_run=r.tokens_new,
             cost_usd=r.cost, cost_usd_this_run=r.cost_new, unpriced_models=r.unpriced, templates=self.templates,
             contamination_strings=len(self.contamination) if self.contamination is not None else 0,
+            rejects_by_field=dict(self.rejects_by_field), contamination_reasons=self.contamination_reasons,
         )
 
 

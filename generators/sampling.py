@@ -89,10 +89,10 @@ class LanguageSampler:
         return rng.choices(self.codes, weights=self.probs, k=1)[0]
 
     def draw_other(self, rng: random.Random, exclude: str) -> str:
-        """A language different from `exclude` (bitext needs two); falls back to English."""
-        others = [(c, p) for c, p in zip(self.codes, self.probs) if c != exclude]
+        """A language different from `exclude` (bitext needs two; the config check guarantees two)."""
+        others = [(c, p) for c, p in zip(self.codes, self.probs) if c != exclude and p > 0]
         if not others:
-            return "en" if exclude != "en" else "fr"
+            raise ValueError(f"bitext needs a second language besides {exclude!r}; configure two languages")
         return rng.choices([c for c, _ in others], weights=[p for _, p in others], k=1)[0]
 
 

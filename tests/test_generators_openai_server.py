@@ -163,13 +163,22 @@ def test_kill_9_then_rerun_repeats_no_completed_call(server: FakeOpenAIServer, t
 
 
 def test_retry_budget_is_finite(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every call fails (500 forever): the budget ends the retries, and a job whose calls all failed
+    is an error with the server's message, not a 0-example success (issue #10)."""
+    import re
+
+    from generators.errors import GenerationFailedError
+
     with FakeOpenAIServer(FaultPlan(dead=1.0)) as srv:
         monkeypatch.setenv("GEN_TEST_BASE_URL", srv.base_url)
         monkeypatch.setenv("GEN_TEST_KEY", SECRET)
         cfg = _config(tmp_path, counts=2, retry_budget=3, max_attempts=50)
         t0 = time.perf_counter()
-        m = generate(cfg, tmp_path / "out", progress=False)
+        with pytest.raises(GenerationFailedError) as err:
+            generate(cfg, tmp_path / "out", progress=False)
         assert time.perf_counter() - t0 < 30
-        assert m.requests.succeeded == 0 and m.requests.failed == m.requests.total
-        assert len(srv.log) == m.requests.total + 3  # one try each plus the 3 budgeted retries
-        assert m.kept == 0 and m.rejects["no_task_pool"] == 10
+        found = re.search(r"(\d+) of (\d+) calls failed \(all of them\)", str(err.value))
+        assert found and found.group(1) == found.group(2)
+        assert len(srv.log) == int(found.group(2)) + 3  # one try each plus the 3 budgeted retries
+        assert "HTTP 500: internal error" in str(err.value) and SECRET not in str(err.value)
+        assert not (tmp_path / "out" / "examples.jsonl").exists()

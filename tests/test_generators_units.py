@@ -177,8 +177,8 @@ def test_retry_after_parsing_and_budget() -> None:
 
 
 def test_batch_file_roundtrip() -> None:
-    reqs = [_req(i) for i in range(3)]
-    lines = build_batch_lines(reqs, "json_object")
+    reqs = [_req(i, options=(("response_format", "json_object"),)) for i in range(3)]
+    lines = build_batch_lines(reqs)
     first = json.loads(lines[0])
     assert first["custom_id"] == reqs[0].key and first["url"] == "/v1/chat/completions"
     assert first["body"]["response_format"] == {"type": "json_object"} and first["body"]["seed"] == 0

@@ -1,8 +1,10 @@
 """What every backend takes and returns: one chat request in, one call outcome out.
 
 The request is the unit of caching: its key is the sha256 of exactly what determines the answer
-(model, messages, sampling parameters, seed, response schema) and nothing else, so neither secrets
-nor endpoints enter it.
+(model, messages, sampling parameters, seed, response schema, and the backend options that shape
+the answer: response-format mode and schema form, repetition penalty, constrained decoding, sampler)
+and nothing else, so neither secrets nor endpoints enter it. Backends build what they send from the
+request alone, never from their config, so nothing sent can be missing from the key.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class ChatRequest:
     max_tokens: int
     seed: int
     response_schema: str | None = None  # canonical JSON text of the schema, or None
+    # Backend options that change the answer (sorted (name, value) pairs), e.g. the OpenAI
+    # response-format mode or the local backend's repetition penalty; part of the key.
+    options: tuple[tuple[str, Any], ...] = ()
     tag: str = field(default="", compare=False)  # the pipeline's bookkeeping; not part of the key
 
     def canonical(self) -> dict[str, Any]:
@@ -36,7 +41,12 @@ class ChatRequest:
             "params": {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens},
             "seed": self.seed,
             "response_schema": json.loads(self.response_schema) if self.response_schema else None,
+            "options": dict(self.options),
         }
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """One backend option as the key recorded it."""
+        return dict(self.options).get(name, default)
 
     @cached_property
     def key(self) -> str:
@@ -72,6 +82,10 @@ class Backend(Protocol):
     """A source of completions; yields outcomes as they finish so each can be stored at once."""
 
     name: str
+
+    def request_options(self) -> dict[str, Any]:
+        """Backend settings that change a completion; the pipeline puts them in every request (and key)."""
+        ...
 
     def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
         """Run all requests, yielding each outcome (success or final failure) as soon as it is known."""

@@ -4,6 +4,11 @@ Small models rarely write valid JSON on their own, so generation is constrained 
 schema with xgrammar (one compiled grammar per schema, one per batch row). Requests are batched
 after sorting by prompt length, and each batch's outcomes are yielded as soon as it ends so the
 store keeps them even if the job is killed during the next batch.
+
+Sampling is per request: each batch row draws its tokens from its own generator seeded by that
+request's seed (`PerRequestSampler`), never from torch's global generator, so an example does not
+depend on which requests share its batch, and a resumed run (which batches the remaining requests
+differently) writes the same examples as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -53,6 +58,56 @@ def resolve_model(spec: str) -> tuple[Path, str | None]:
     return path, None
 
 
+SAMPLER_VERSION = "per-request-1"  # part of the store key: a change of sampler invalidates stored answers
+
+
+class PerRequestSampler:
+    """A logits processor that samples each row from its own generator (temperature, then top-p).
+
+    It returns scores that are -inf everywhere except the drawn token, so greedy decoding in
+    `generate` picks exactly that token. Each row draws one number per step from a generator seeded
+    by its request's seed, so a row's tokens depend on its own request only (and on its logits,
+    which batching changes by float rounding at most).
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
+        import torch
+
+        self.temperature = temperature
+        self.top_p = top_p
+        self._gens = []
+        for s in seeds:
+            g = torch.Generator(device="cpu")
+            g.manual_seed(int.from_bytes(hashlib.sha256(f"local-sampler:{s}".encode()).digest()[:8], "big") >> 1)
+            self._gens.append(g)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        logits = scores.detach().float().cpu() / self.temperature
+        probs = torch.softmax(logits, dim=-1)
+        if self.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+            cum = torch.cumsum(sorted_p, dim=-1)
+            drop_sorted = (cum - sorted_p) >= self.top_p  # keep the smallest prefix reaching top_p
+            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+            probs = probs.masked_fill(drop, 0.0)
+        out = torch.full_like(scores, float("-inf"))
+        for i, g in enumerate(self._gens):
+            u = float(torch.rand(1, generator=g))  # exactly one draw per row and step
+            row = probs[i]
+            total = float(row.sum())
+            if not torch.isfinite(row).all() or total <= 0:
+                choice = int(torch.argmax(scores[i]))  # every token masked: let greedy decide
+            else:
+                cdf = torch.cumsum(row, dim=-1)
+                choice = min(int(torch.searchsorted(cdf, torch.tensor([u * total]))[0]), row.numel() - 1)
+                while float(row[choice]) == 0.0 and choice > 0:  # never land on a masked token
+                    choice -= 1
+            out[i, choice] = 0.0
+        return out
+
+
 class LocalBackend:
     """Batched, grammar-constrained generation with a causal LM on CPU (or whatever torch has)."""
 
@@ -66,6 +121,14 @@ class LocalBackend:
         self._tok: Any = None
         self._compiler: Any = None
         self._grammars: dict[str, Any] = {}
+
+    def request_options(self) -> dict[str, Any]:
+        """Everything besides the request that changes a completion here; it goes into the store key."""
+        return {
+            "repetition_penalty": self.config.repetition_penalty,
+            "constrained": self.config.constrained,
+            "sampler": SAMPLER_VERSION,
+        }
 
     def _load(self) -> None:
         if self._model is not None:
@@ -116,22 +179,27 @@ class LocalBackend:
         prompts = [tok.apply_chat_template(r.message_dicts(), tokenize=False, add_generation_prompt=True) for r in batch]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         first = batch[0]
-        seed = int.from_bytes(hashlib.sha256(",".join(str(r.seed) for r in batch).encode()).digest()[:4], "big")
-        torch.manual_seed(seed)
+        # Greedy decoding in generate(); the last logits processor does the sampling per row (after
+        # the repetition penalty and the grammar mask), so no row touches torch's global RNG.
         kwargs: dict[str, Any] = {
             "max_new_tokens": max(r.max_tokens for r in batch),
             "pad_token_id": tok.pad_token_id,
             "eos_token_id": tok.eos_token_id,
             "repetition_penalty": self.config.repetition_penalty,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
         }
-        if first.temperature > 0:
-            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p)
-        else:
-            kwargs.update(do_sample=False)
+        processors: list[Any] = []
         if self._compiler is not None:
             import xgrammar as xgr
 
-            kwargs["logits_processor"] = [xgr.contrib.hf.LogitsProcessor([self._grammar(r.response_schema) for r in batch])]
+            processors.append(xgr.contrib.hf.LogitsProcessor([self._grammar(r.response_schema) for r in batch]))
+        if first.temperature > 0:
+            processors.append(PerRequestSampler([r.seed for r in batch], first.temperature, first.top_p))
+        if processors:
+            kwargs["logits_processor"] = processors
         with torch.inference_mode():
             out = model.generate(**enc, **kwargs)
         gen = out[:, enc["input_ids"].shape[1]:]

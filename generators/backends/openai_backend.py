@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from typing import Any
@@ -50,6 +51,48 @@ def parse_retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+\S+)")
+_INVALID_STATUS = (400, 404, 413, 422)
+_INVALID_MESSAGE = re.compile(r"validation error|invalid[_ ]request", re.IGNORECASE)
+
+
+def server_message(body: Any, fallback: str = "", secret: str | None = None, limit: int = 300) -> str:
+    """The server's own words from an error body (OpenAI `error.message`, FastAPI `detail`), keys removed.
+
+    Servers explain why they refused (llama.cpp: which response_format field it rejects); a manifest
+    that says only "HTTP 500" leaves the user guessing.
+    """
+    msg: Any = body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail") or err
+        else:
+            msg = err
+        if isinstance(msg, list):  # FastAPI validation: [{"loc": [...], "msg": "..."}]
+            msg = "; ".join(
+                f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" if isinstance(d, dict) else str(d) for d in msg
+            )
+    text = str(msg) if msg not in (None, "", {}) else fallback
+    if secret:
+        text = text.replace(secret, "***")
+    text = _KEYLIKE.sub("***", " ".join(text.split()))
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def is_invalid_request(status: int, body: Any, message: str) -> bool:
+    """True when the server says the request itself is wrong; resending it cannot help.
+
+    The status alone is not enough: llama-cpp-python's server answers a request that fails its
+    validation (e.g. response_format.type json_schema) with HTTP 500.
+    """
+    if status in _INVALID_STATUS:
+        return True
+    err = body.get("error") if isinstance(body, dict) else None
+    kind = str(err.get("type") or err.get("code") or "") if isinstance(err, dict) else ""
+    return "invalid_request" in kind or bool(_INVALID_MESSAGE.search(message))
 
 
 class RetryBudget:
@@ -93,10 +136,15 @@ class OpenAIBackend:
         self._client = AsyncOpenAI(
             api_key=api_key, base_url=base_url, max_retries=0, timeout=config.timeout_s
         )
+        self._secret = api_key if api_key != "unset" else None  # only to scrub it from server messages
         del api_key
         self.budget = RetryBudget(config.retry_budget)
         self._journal = journal
         self._sem: asyncio.Semaphore | None = None
+
+    def request_options(self) -> dict[str, Any]:
+        """What this backend adds to every request: the response-format mode changes what comes back."""
+        return {"response_format": self.config.response_format}
 
     # -- online -------------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
@@ -123,7 +171,7 @@ class OpenAIBackend:
                     resp = await self._client.post(
                         "/chat/completions",
                         cast_to=ChatCompletion,
-                        body=chat_body(req, self.config.response_format),
+                        body=chat_body(req),
                         options={"headers": {"X-Request-Key": req.key}},
                     )
                 choice = resp.choices[0] if resp.choices else None
@@ -152,8 +200,11 @@ class OpenAIBackend:
                 last_error = f"connection error ({type(exc.__cause__).__name__ if exc.__cause__ else 'closed'})"
                 retryable = True
             except openai.APIStatusError as exc:
-                last_error = f"HTTP {exc.status_code}"
-                retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
+                detail = server_message(exc.body, fallback=exc.response.text if exc.response is not None else "",
+                                        secret=self._secret)
+                invalid = is_invalid_request(exc.status_code, exc.body, detail)
+                last_error = f"HTTP {exc.status_code}{' invalid request' if invalid else ''}: {detail}" if detail else f"HTTP {exc.status_code}"
+                retryable = not invalid and (exc.status_code >= 500 or exc.status_code in (408, 409))
                 if retryable:
                     delay = parse_retry_after(exc.response.headers)
             except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
@@ -162,7 +213,7 @@ class OpenAIBackend:
             if not retryable or attempt >= self.config.max_attempts or not self.budget.take():
                 if retryable and attempt < self.config.max_attempts:
                     last_error += "; retry budget exhausted"
-                log.info("call failed after %d attempt(s): %s", attempt, last_error)
+                log.warning("call failed after %d attempt(s): %s", attempt, last_error)
                 return CallOutcome(req, ok=False, error=last_error, attempts=attempt,
                                    latency_s=time.perf_counter() - t0)
             await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
@@ -199,7 +250,7 @@ class OpenAIBackend:
         job_id = hashlib.sha256("\n".join(sorted(by_key)).encode()).hexdigest()
         batch_id = self._journal.get(f"batch:{job_id}") if self._journal is not None else None
         if batch_id is None:
-            data = ("\n".join(build_batch_lines(requests, self.config.response_format)) + "\n").encode()
+            data = ("\n".join(build_batch_lines(requests)) + "\n").encode()
             uploaded = await self._client.files.create(file=("requests.jsonl", data), purpose="batch")
             batch = await self._client.batches.create(
                 input_file_id=uploaded.id, endpoint=CHAT_ENDPOINT, completion_window="24h"

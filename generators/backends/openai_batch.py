@@ -15,8 +15,22 @@ from generators.backends.base import CallOutcome, ChatRequest
 CHAT_ENDPOINT = "/v1/chat/completions"
 
 
-def chat_body(request: ChatRequest, response_format: str) -> dict[str, Any]:
-    """The chat-completions body for a request; shared by online calls and batch lines."""
+# How each response-format mode is written on the wire, and which servers take it (docs/generators.md).
+RESPONSE_FORMS: dict[str, str] = {
+    "none": "no response_format: the prompt alone asks for JSON",
+    "json_object": '{"type": "json_object"} (OpenAI JSON mode; vLLM; llama.cpp): valid JSON, schema not enforced',
+    "json_schema": '{"type": "json_schema", "json_schema": {"name", "schema", "strict"}} (OpenAI structured outputs; vLLM; llama.cpp llama-server)',
+    "json_object_schema": '{"type": "json_object", "schema": ...} (llama-cpp-python server; llama.cpp llama-server)',
+    "guided_json": '"guided_json": <schema> beside the messages (vLLM\'s own parameter)',
+}
+
+
+def chat_body(request: ChatRequest) -> dict[str, Any]:
+    """The chat-completions body for a request; shared by online calls and batch lines.
+
+    Built from the request alone (its `response_format` option included), so every field sent is
+    part of the request's store key.
+    """
     body: dict[str, Any] = {
         "model": request.model,
         "messages": request.message_dicts(),
@@ -25,21 +39,29 @@ def chat_body(request: ChatRequest, response_format: str) -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "seed": request.seed,
     }
-    if response_format == "json_object":
+    mode = request.option("response_format", "none")
+    schema = request.schema_dict()
+    if mode == "json_object" or (mode in ("json_object_schema", "json_schema", "guided_json") and schema is None):
         body["response_format"] = {"type": "json_object"}
-    elif response_format == "json_schema" and request.response_schema:
+    elif mode == "json_schema":
         body["response_format"] = {
             "type": "json_schema",
-            "json_schema": {"name": "example", "schema": request.schema_dict(), "strict": False},
+            "json_schema": {"name": "example", "schema": schema, "strict": False},
         }
+    elif mode == "json_object_schema":
+        body["response_format"] = {"type": "json_object", "schema": schema}
+    elif mode == "guided_json":
+        body["guided_json"] = schema
+    elif mode != "none":
+        raise ValueError(f"unknown response_format mode {mode!r}")
     return body
 
 
-def build_batch_lines(requests: Iterable[ChatRequest], response_format: str) -> list[str]:
+def build_batch_lines(requests: Iterable[ChatRequest]) -> list[str]:
     """One JSONL line per request, in the Batch API input format."""
     lines = []
     for req in requests:
-        line = {"custom_id": req.key, "method": "POST", "url": CHAT_ENDPOINT, "body": chat_body(req, response_format)}
+        line = {"custom_id": req.key, "method": "POST", "url": CHAT_ENDPOINT, "body": chat_body(req)}
         lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
     return lines
 
