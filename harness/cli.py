@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -38,7 +38,8 @@ def _quiet_environment() -> None:
         pass
 
 
-def _bad_input(exc: Exception) -> None:
+def _bad_input(exc: Exception) -> NoReturn:
+    """The one way any command reports bad input: one red line on stderr and exit code 2."""
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 

@@ -156,10 +156,7 @@ def write_reference(records: list[ReferenceRecord], header: ReferenceHeader, out
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz:
         gz.write(payload)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(output)
+    atomic_write_bytes(output, buffer.getvalue())
 
 
 def _sha256(path: Path) -> str | None:

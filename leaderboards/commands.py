@@ -7,11 +7,11 @@ exit code 2 and a half-written report never exists.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel
+
+from atomicio import atomic_write_text
 
 from leaderboards.aggregate import assign_labels, build_report
 from leaderboards.errors import LeaderboardInputError
@@ -36,14 +36,6 @@ class GateOutcome(BaseModel):
     candidate: str
     baseline: str
     comparisons: list[Comparison]
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _baseline_models(names: list[str] | None, data: ReferenceData) -> list[ModelResults]:
@@ -108,7 +100,7 @@ def report(
                          run_location=str(run_dir), reference_provenance=data.provenance)
     text = renderer(built)
     if output is not None:
-        _write(Path(output), text)
+        atomic_write_text(Path(output), text)
     return text
 
 
@@ -167,7 +159,7 @@ def gate(
     cand_text = f"`{cand.name}` (revision `{cand.revision}`) from `{candidate}`"
     markdown = render_gate_markdown(comparisons, policy, candidate=cand_text, baseline=base_text, passed=passed)
     if output is not None:
-        _write(Path(output), markdown)
+        atomic_write_text(Path(output), markdown)
     return GateOutcome(exit_code=0 if passed else 1, passed=passed, markdown=markdown,
                        candidate=f"{cand.name}@{cand.revision}", baseline=f"{base.name}@{base.revision}",
                        comparisons=comparisons)
