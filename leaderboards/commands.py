@@ -7,6 +7,7 @@ exit code 2 and a half-written report never exists.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -115,6 +116,24 @@ def _select(models: list[ModelResults], wanted: str | None, where: Path, option:
     raise LeaderboardInputError(where, option, problem, f"pass {option} with one of: {', '.join(choices)}")
 
 
+def _refuse_identical(base: ModelResults, cand: ModelResults, baseline: str, candidate: Path) -> None:
+    """A gate comparing results with themselves cannot fail, so it must not be allowed to pass.
+
+    The usual cause is a CI job whose baseline and candidate paths resolve to the same folder, or a
+    candidate folder that is a copy of the baseline (the same harness step keys: nothing was
+    re-evaluated). Both are refused as bad input (exit 2) rather than reported as a green gate.
+    """
+    if os.path.realpath(base.location) == os.path.realpath(cand.location):
+        raise LeaderboardInputError(candidate, "--candidate", f"is the same results folder as --baseline {baseline}",
+                                    "gate a new run against an older one: a folder compared with itself always passes")
+    shared = set(base.step_keys) & set(cand.step_keys)
+    if shared and set(base.step_keys) == set(cand.step_keys) and all(base.step_keys[t] == cand.step_keys[t] for t in shared):
+        raise LeaderboardInputError(candidate, "--candidate",
+                                    f"holds the same evaluation steps as --baseline {baseline} (identical step keys "
+                                    f"for all {len(shared)} task(s): a copy, not a new evaluation)",
+                                    "evaluate the candidate model in its own run and gate that run")
+
+
 def gate(
     baseline: str,
     candidate: Path,
@@ -140,6 +159,7 @@ def gate(
         base_models = read_results_dir(Path(baseline), origin="directory")
         same_name = [m for m in base_models if m.name == cand.name]
         base = same_name[0] if len(same_name) == 1 and len(base_models) > 1 else _select(base_models, None, Path(baseline), "--baseline")
+        _refuse_identical(base, cand, baseline, candidate)
         is_reference = False
         base_text = f"`{base.name}` (revision `{base.revision}`) from `{baseline}`"
     else:

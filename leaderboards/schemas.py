@@ -26,7 +26,7 @@ class SubsetScore(_Tolerant):
 
     hf_subset: str
     languages: list[str] = Field(default_factory=list)
-    main_score: float
+    main_score: float | None  # None: mteb's NaN, written as null in strict JSON
 
 
 class TaskResultFile(_Tolerant):
