@@ -30,6 +30,9 @@ def _quiet_environment() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    from harness.quiet import warn_superseded_once
+
+    warn_superseded_once()
     try:
         import datasets
 
@@ -114,7 +117,10 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
         p = build_plan(load_matrix(_matrix_path(file, example)), output)
     except InputError as exc:
         _bad_input(exc)
-    report = run_plan(p, show_progress=not no_progress, device=device)
+    from harness.quiet import progress_bars_hidden
+
+    with progress_bars_hidden(no_progress):
+        report = run_plan(p, show_progress=not no_progress, device=device)
     for o in report.outcomes:
         if o.status == "failed":
             typer.secho(f"  FAILED {o.model} × {o.task}: {o.error}", fg=typer.colors.RED, err=True)
@@ -129,8 +135,8 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
 
 @app.command("ls")
 def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")] = "tasks",
-       task_type: Annotated[Optional[str], typer.Option("--type", help="Filter tasks by mteb type.")] = None) -> None:
-    """List mteb task names (with type and main score), shipped examples, or reference baselines."""
+       task_type: Annotated[Optional[str], typer.Option("--type", help="Filter tasks by mteb type (any case, e.g. retrieval).")] = None) -> None:
+    """List mteb task names (type, main score, splits; superseded tasks marked), shipped examples, or reference baselines."""
     _quiet_environment()
     if what == "examples":
         from harness.examples import example_names
@@ -148,13 +154,17 @@ def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")]
         return
     if what != "tasks":
         _bad_input(InputError(None, "what", f"unknown listing {what!r}", "use one of: tasks, examples, baselines"))
-    import mteb
+    from harness.task_catalog import all_tasks, canonical_type
 
-    for t in mteb.get_tasks():
-        md = t.metadata
-        if task_type and md.type != task_type:
+    try:
+        wanted = canonical_type(task_type) if task_type else None
+    except InputError as exc:
+        _bad_input(exc)
+    for t in all_tasks():
+        if wanted and t.type != wanted:
             continue
-        typer.echo(f"{md.name}\t{md.type}\t{md.main_score}\t{','.join(md.eval_splits)}")
+        mark = f"\tsuperseded by {t.superseded_by}" if t.superseded_by else ""
+        typer.echo(f"{t.name}\t{t.type}\t{t.main_score}\t{','.join(t.splits)}{mark}")
 
 
 def main() -> None:

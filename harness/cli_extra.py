@@ -77,8 +77,11 @@ def generate(
     from generators.commands import generate as run_generate
     from generators.errors import GeneratorInputError
 
+    from harness.quiet import progress_bars_hidden
+
     try:
-        manifest = run_generate(config, output, progress=not no_progress)
+        with progress_bars_hidden(no_progress):
+            manifest = run_generate(config, output, progress=not no_progress)
     except GeneratorInputError as exc:
         _bad_input(exc)
     typer.echo(manifest.model_dump_json(indent=2))

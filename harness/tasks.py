@@ -7,7 +7,6 @@ without it, mteb loads from the hub through the very same object.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,11 +96,9 @@ def get_task(name: str, eval_splits: list[str] | None = None, hf_subsets: list[s
 
 
 def _suggest(name: str) -> str:
-    import mteb
+    from harness.task_catalog import suggest
 
-    names = [t.metadata.name for t in mteb.get_tasks()] + list(_registry())
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    return f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run 'harness ls tasks' for valid names"
+    return suggest(name)
 
 
 def _local_subsets(data_dir: Path, task: Any) -> list[str]:
