@@ -50,6 +50,7 @@ def progress_bars_hidden(hidden: bool = True) -> Iterator[None]:
         return
     import tqdm.std
 
+    raw = tqdm.std.tqdm.__dict__["__init__"]  # a partialmethod (tqdm's env defaults): restore it as is
     original = tqdm.std.tqdm.__init__
 
     @wraps(original)
@@ -62,7 +63,7 @@ def progress_bars_hidden(hidden: bool = True) -> Iterator[None]:
     try:
         yield
     finally:
-        tqdm.std.tqdm.__init__ = original  # type: ignore[method-assign]
+        tqdm.std.tqdm.__init__ = raw  # type: ignore[method-assign]
         if restore_transformers:
             _transformers_bars(enabled=True)
 

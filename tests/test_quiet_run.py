@@ -25,8 +25,8 @@ def test_bars_are_restored_after_the_run() -> None:
 
     from harness.quiet import progress_bars_hidden
 
-    original = tqdm.std.tqdm.__init__
+    original = tqdm.std.tqdm.__dict__["__init__"]
     with progress_bars_hidden():
         assert auto_tqdm(range(3)).disable
-    assert tqdm.std.tqdm.__init__ is original
+    assert tqdm.std.tqdm.__dict__["__init__"] is original
     assert not auto_tqdm(range(3), file=io.StringIO()).disable
