@@ -12,11 +12,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
 from harness.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.plan import Plan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark harness for LLM-based text embedders.")
 
@@ -60,6 +63,13 @@ ExampleOpt = Annotated[Optional[str], typer.Option("--example", help="A matrix s
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: matrix 'output:' or runs/<name>).")]
 
 
+def _echo_data_notes(p: "Plan") -> None:
+    """What loading changed in the data (e.g. qrels dropped on request): said once, before any work."""
+    for rt in p.tasks:
+        for note in rt.notes:
+            typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+
+
 @app.command()
 def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
     """Check a matrix: schema, task names, subsets, data folders and every data file."""
@@ -72,6 +82,7 @@ def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
         plan = build_plan(loaded)
     except InputError as exc:
         _bad_input(exc)
+    _echo_data_notes(plan)
     typer.echo(f"ok: {loaded.path} — {len(plan.models)} model(s) × {len(plan.tasks)} task(s) = {len(plan.cells)} cell(s)")
 
 
@@ -117,6 +128,7 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
         p = build_plan(load_matrix(_matrix_path(file, example)), output)
     except InputError as exc:
         _bad_input(exc)
+    _echo_data_notes(p)
     from harness.quiet import progress_bars_hidden
 
     with progress_bars_hidden(no_progress):

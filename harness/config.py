@@ -77,6 +77,10 @@ class TaskSpec(_Strict):
     subsets: list[str] | None = None
     splits: list[str] | None = None
     instruction: str | InstructionOverride | None = None
+    unknown_qrels: Literal["error", "drop"] = "error"
+    """Retrieval qrels naming a document (or query) absent from the local files: ``error`` (default),
+    or ``drop`` them and report how many. Never silently kept: an unretrievable judgement lowers
+    every model's score."""
 
 
 class GenerateSpec(_Strict):

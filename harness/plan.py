@@ -132,6 +132,7 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
                 "splits": rt.splits,
                 "instruction": instr if isinstance(instr, (str, type(None))) else instr.model_dump(),
                 "data": rt.data_fingerprint(),
+                **({"unknown_qrels": "drop"} if rt.spec.unknown_qrels == "drop" else {}),
                 "mteb": _version("mteb"),
                 "code": EVAL_CODE_VERSION,
             })

@@ -27,6 +27,7 @@ class ResolvedTask:
     subsets: list[str]
     splits: list[str]
     skipped_subsets: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what loading changed in the data (e.g. dropped qrels), to report
     _data_fingerprint: str | None = field(default=None, repr=False)
 
     @property
@@ -128,7 +129,13 @@ def _read_local(rt: ResolvedTask) -> dict[str, Any]:
     for subset in rt.subsets:
         folder = _subset_dir(rt, subset)
         if ttype in ("Retrieval", "Reranking"):
-            dataset[subset] = {split: local_data.read_retrieval_split(folder, split) for split in rt.splits}
+            dataset[subset] = {}
+            for split in rt.splits:
+                dataset[subset][split], dropped = local_data.read_retrieval_split(
+                    folder, split, drop_unknown_qrels=rt.spec.unknown_qrels == "drop")
+                if dropped:
+                    rt.notes.append(f"{rt.name} {subset}/{split}: dropped {dropped} qrels line(s) naming a document or "
+                                    f"query absent from {folder} (unknown_qrels: drop)")
         elif ttype == "STS":
             dataset[subset] = DatasetDict({split: local_data.read_sts_split(folder, split) for split in rt.splits})
         elif ttype == "Classification":
