@@ -129,3 +129,37 @@ def remove_stale_temporaries(directory: Path) -> int:
         except OSError:
             pass
     return removed
+
+
+def file_target_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file (None if it can): checked before any work is done.
+
+    Writing onto an existing directory fails only at the final rename, after the work (and, with
+    a naive writer, leaves the temporary file behind); say so up front instead.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "is a directory"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"cannot be created: {parent} is a file"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"cannot be created: {parent} is not writable"
+            return None
+    return None
+
+
+def directory_target_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an output directory (None if it can)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return "is a file, not a folder"
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"cannot be created: {parent} is a file"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"cannot be created: {parent} is not writable"
+            return None
+    return None

@@ -123,8 +123,10 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
     from harness.config import load_matrix
     from harness.executor import run_plan
     from harness.plan import build_plan
+    from harness.preflight import check_device
 
     try:
+        check_device(device)
         p = build_plan(load_matrix(_matrix_path(file, example)), output)
     except InputError as exc:
         _bad_input(exc)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from atomicio import atomic_write_text
+from atomicio import atomic_write_text, file_target_problem
 
 from leaderboards.aggregate import assign_labels, build_report
 from leaderboards.errors import LeaderboardInputError
@@ -37,6 +37,13 @@ class GateOutcome(BaseModel):
     candidate: str
     baseline: str
     comparisons: list[Comparison]
+
+
+def _check_output_file(output: Path | None, option: str) -> None:
+    """Refuse an output path that cannot be a file before any work (no traceback, no temporary left)."""
+    problem = file_target_problem(Path(output)) if output is not None else None
+    if problem:
+        raise LeaderboardInputError(output, option, problem, f"give {option} the path of a file to write, not a folder")
 
 
 def _baseline_models(names: list[str] | None, data: ReferenceData) -> list[ModelResults]:
@@ -93,6 +100,7 @@ def report(
     renderer = RENDERERS.get(fmt.lower())
     if renderer is None:
         raise LeaderboardInputError(None, "--format", f"{fmt!r} is not a report format", "use markdown, html, csv or json")
+    _check_output_file(output, "--output")
     run_models = read_results_dir(Path(run_dir), origin="run")
     data = load_reference()
     base = _baseline_models(baselines, data)
@@ -152,6 +160,7 @@ def gate(
     Returns exit_code 0/1 and a PR-ready Markdown summary (also written to ``output`` if given);
     raises LeaderboardInputError (exit 2) on bad input. See ``leaderboards.gate`` for the rules.
     """
+    _check_output_file(output, "--summary")
     policy = GatePolicy(max_drop=max_drop, per_task=dict(per_task or {}), allow_missing=tuple(allow_missing or ()),
                         require_tasks=tuple(require_tasks or ()), alpha=alpha, n_resamples=n_resamples, seed=seed)
     cand = _select(read_results_dir(Path(candidate), origin="run"), candidate_model, Path(candidate), "--candidate-model")
