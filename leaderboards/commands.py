@@ -128,8 +128,10 @@ def _refuse_identical(base: ModelResults, cand: ModelResults, baseline: str, can
     """A gate comparing results with themselves cannot fail, so it must not be allowed to pass.
 
     The usual cause is a CI job whose baseline and candidate paths resolve to the same folder, or a
-    candidate folder that is a copy of the baseline (the same harness step keys: nothing was
-    re-evaluated). Both are refused as bad input (exit 2) rather than reported as a green gate.
+    candidate folder that is a copy of the baseline: the same harness step keys *and* the same
+    evaluation times, i.e. nothing was re-evaluated. (A fresh run of unchanged code shares the step
+    keys but not the times, and is gated normally: catching unintended changes is the gate's job.)
+    Both are refused as bad input (exit 2) rather than reported as a green gate.
     """
     if os.path.realpath(base.location) == os.path.realpath(cand.location):
         raise LeaderboardInputError(candidate, "--candidate", f"is the same results folder as --baseline {baseline}",
@@ -137,8 +139,8 @@ def _refuse_identical(base: ModelResults, cand: ModelResults, baseline: str, can
     shared = set(base.step_keys) & set(cand.step_keys)
     if shared and set(base.step_keys) == set(cand.step_keys) and all(base.step_keys[t] == cand.step_keys[t] for t in shared):
         raise LeaderboardInputError(candidate, "--candidate",
-                                    f"holds the same evaluation steps as --baseline {baseline} (identical step keys "
-                                    f"for all {len(shared)} task(s): a copy, not a new evaluation)",
+                                    f"holds the same evaluations as --baseline {baseline} (identical step keys and "
+                                    f"evaluation times for all {len(shared)} task(s): a copy, not a new evaluation)",
                                     "evaluate the candidate model in its own run and gate that run")
 
 

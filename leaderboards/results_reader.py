@@ -76,6 +76,7 @@ def read_task_result(path: Path) -> TaskResultFile:
                 "evaluation_time": loaded.evaluation_time,
                 "scores": loaded.scores,
                 "harness_provenance": raw.get("harness_provenance"),
+                "date": raw.get("date"),
             }
         )
     except Exception:  # mteb could not read it: our schema either reads it or says what is wrong
@@ -109,7 +110,7 @@ def _add_task(results: ModelResults, path: Path, parsed: TaskResultFile, rel: st
     results.task_types[task] = task_type(task, parsed.stored_task_type())
     step_key = (parsed.harness_provenance or {}).get("step_key")
     if isinstance(step_key, str):
-        results.step_keys[task] = step_key
+        results.step_keys[task] = f"{step_key}@{parsed.date}"
     results.sources[task] = TaskSource(rel, parsed.mteb_version, parsed.dataset_revision)
 
 

@@ -14,12 +14,13 @@ from leaderboards.errors import LeaderboardInputError
 from leaderboards_fixtures import MINILM, revision_dir, write_run
 
 
-def _with_step_keys(run: Path, prefix: str) -> Path:
+def _with_step_keys(run: Path, prefix: str, date: float = 1700000000.0) -> Path:
     for path in revision_dir(run).glob("*.json"):
         if path.name == "model_meta.json":
             continue
         obj = json.loads(path.read_text())
         obj["harness_provenance"] = {"step_key": f"{prefix}-{path.stem}"}
+        obj["date"] = date
         path.write_text(json.dumps(obj))
     return run
 
@@ -34,14 +35,18 @@ def test_folder_gated_against_itself_is_refused(tmp_path: Path) -> None:
         gate(str(run / "results"), run)
 
 
-def test_copy_with_the_same_step_keys_is_refused_but_a_new_evaluation_is_gated(tmp_path: Path) -> None:
+def test_copy_of_the_same_evaluations_is_refused_but_a_new_evaluation_is_gated(tmp_path: Path) -> None:
     run = _with_step_keys(write_run(tmp_path / "runA"), "k")
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    with pytest.raises(LeaderboardInputError, match="identical step keys for all 5 task"):
+    with pytest.raises(LeaderboardInputError, match="identical step keys and evaluation times for all 5 task"):
         gate(str(run), copy)
-    rerun = _with_step_keys(write_run(tmp_path / "runB"), "other")
+    assert cli("gate", "--baseline", str(run), "--candidate", str(copy)).exit_code == 2
+    # A fresh evaluation of unchanged code shares the step keys but not the times: it is gated.
+    rerun = _with_step_keys(write_run(tmp_path / "runB"), "k", date=1800000000.0)
     assert gate(str(run), rerun).exit_code == 0
+    other = _with_step_keys(write_run(tmp_path / "runC"), "other")
+    assert gate(str(run), other).exit_code == 0
 
 
 def _nan_scifact(run: Path, value: float | None) -> None:
