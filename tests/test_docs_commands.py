@@ -143,6 +143,7 @@ def _backdate(run_dir: Path) -> None:
             path.write_text(json.dumps(obj))
 
 
+@pytest.mark.slow
 def test_github_actions_workflow_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The workflow's harness steps, in order, in a checkout-like folder; exit codes as CI needs them."""
     data = shared_data()
