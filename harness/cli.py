@@ -44,9 +44,13 @@ def _quiet_environment() -> None:
         pass
 
 
+def _echo_error(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+
+
 def _bad_input(exc: Exception) -> NoReturn:
     """The one way any command reports bad input: one red line on stderr and exit code 2."""
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    _echo_error(exc)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -187,6 +191,6 @@ def main() -> None:
 
     try:
         app()
-    except InputError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    except InputError as exc:  # raised outside a command's own handler (e.g. while typer parses)
+        _echo_error(exc)
         sys.exit(EXIT_BAD_INPUT)
