@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from harness.errors import InputError
 
@@ -28,20 +29,27 @@ class TaskListing:
     superseded_by: str | None
 
 
+def _listing(md: Any) -> TaskListing:
+    return TaskListing(md.name, str(md.type), str(md.main_score), tuple(md.eval_splits), md.superseded_by)
+
+
 @lru_cache(maxsize=1)
-def all_tasks() -> tuple[TaskListing, ...]:
-    """Every mteb task (superseded ones included) plus tasks registered with the harness, sorted by name."""
+def _mteb_tasks() -> tuple[TaskListing, ...]:
     import mteb
 
+    return tuple(_listing(t.metadata) for t in mteb.get_tasks(exclude_superseded=False))
+
+
+def all_tasks() -> tuple[TaskListing, ...]:
+    """Every mteb task (superseded ones included) plus tasks registered with the harness, sorted by name.
+
+    mteb's registry is fixed for a process and cached; the harness's own registry is read each time,
+    since a task may be registered after the first call."""
     from harness.tasks import _registry
 
-    out = {}
-    for cls in _registry().values():
-        md = cls.metadata  # type: ignore[attr-defined]
-        out[md.name] = TaskListing(md.name, str(md.type), str(md.main_score), tuple(md.eval_splits), md.superseded_by)
-    for task in mteb.get_tasks(exclude_superseded=False):
-        md = task.metadata
-        out.setdefault(md.name, TaskListing(md.name, str(md.type), str(md.main_score), tuple(md.eval_splits), md.superseded_by))
+    out = {cls.metadata.name: _listing(cls.metadata) for cls in _registry().values()}  # type: ignore[attr-defined]
+    for listing in _mteb_tasks():
+        out.setdefault(listing.name, listing)
     return tuple(sorted(out.values(), key=lambda t: t.name))
 
 

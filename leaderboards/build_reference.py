@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+from atomicio import atomic_write_bytes
 from leaderboards.errors import LeaderboardInputError
 from leaderboards.reference import packaged_reference_path
 from leaderboards.results_reader import read_results_dir
