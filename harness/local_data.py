@@ -61,9 +61,10 @@ def iter_jsonl(path: Path, row_model: type[RowT]) -> Iterator[tuple[int, RowT]]:
                 if not isinstance(raw, dict):
                     raise InputError(path, f"line {lineno}", "not a JSON object", "write one JSON object per line")
                 try:
-                    yield lineno, row_model.model_validate(raw)
+                    row = row_model.model_validate(raw)
                 except ValidationError as exc:
                     raise _row_error(path, lineno, exc, row_model) from None
+                yield lineno, row
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise InputError(path, None, f"cannot be read ({exc})", "replace it with a readable UTF-8 (optionally gzip) JSONL file") from None
 
