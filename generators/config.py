@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from generators.errors import GeneratorInputError
+from generators.yaml_input import read_yaml_mapping
 from generators.sampling import LANGUAGE_NAMES
 from generators.taxonomy import TaskType
 
@@ -160,12 +160,7 @@ def load_config(path: Path) -> GenerationConfig:
     path = Path(path)
     if not path.is_file():
         raise GeneratorInputError(path, None, "config file not found", "pass the path of a generation YAML file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise GeneratorInputError(path, None, f"not valid YAML ({exc})", "fix the YAML syntax") from exc
-    if not isinstance(data, dict):
-        raise GeneratorInputError(path, None, "top level must be a mapping", "start the file with keys such as backend:, tasks:")
+    data = read_yaml_mapping(path, GeneratorInputError, "start the file with keys such as backend:, tasks:")
     try:
         cfg = GenerationConfig.model_validate(data)
     except ValidationError as exc:

@@ -7,12 +7,13 @@ always holds the complete examples it describes; the manifest is the step's comp
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from atomicio import atomic_write_text, atomic_write_with
 
 EXAMPLES_FILE = "examples.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -86,35 +87,21 @@ class GenerationManifest(BaseModel):
     templates: dict[str, int] = Field(default_factory=dict)
 
 
-def _atomic_write(path: Path, write: "callable[[object], None]") -> None:  # type: ignore[valid-type]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_examples(out_dir: Path, rows: Iterable[ExampleRow]) -> Path:
     """Write the JSONL atomically; returns its path."""
     path = Path(out_dir) / EXAMPLES_FILE
 
-    def write(fh: object) -> None:
+    def write(fh: IO[str]) -> None:
         for row in rows:
-            fh.write(json.dumps(row.model_dump(exclude_none=True), ensure_ascii=False) + "\n")  # type: ignore[attr-defined]
+            fh.write(json.dumps(row.model_dump(exclude_none=True), ensure_ascii=False) + "\n")
 
-    _atomic_write(path, write)
+    atomic_write_with(path, write)
     return path
 
 
 def write_manifest(out_dir: Path, manifest: GenerationManifest) -> Path:
     path = Path(out_dir) / MANIFEST_FILE
-    _atomic_write(path, lambda fh: fh.write(manifest.model_dump_json(indent=2) + "\n"))  # type: ignore[attr-defined]
+    atomic_write_text(path, manifest.model_dump_json(indent=2) + "\n")
     return path
 
 

@@ -12,11 +12,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
 from harness.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.plan import Plan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark harness for LLM-based text embedders.")
 
@@ -30,6 +33,9 @@ def _quiet_environment() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    from harness.quiet import warn_superseded_once
+
+    warn_superseded_once()
     try:
         import datasets
 
@@ -38,8 +44,13 @@ def _quiet_environment() -> None:
         pass
 
 
-def _bad_input(exc: Exception) -> None:
+def _echo_error(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+
+
+def _bad_input(exc: Exception) -> NoReturn:
+    """The one way any command reports bad input: one red line on stderr and exit code 2."""
+    _echo_error(exc)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -56,6 +67,13 @@ ExampleOpt = Annotated[Optional[str], typer.Option("--example", help="A matrix s
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: matrix 'output:' or runs/<name>).")]
 
 
+def _echo_data_notes(p: "Plan") -> None:
+    """What loading changed in the data (e.g. qrels dropped on request): said once, before any work."""
+    for rt in p.tasks:
+        for note in rt.notes:
+            typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+
+
 @app.command()
 def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
     """Check a matrix: schema, task names, subsets, data folders and every data file."""
@@ -68,6 +86,7 @@ def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
         plan = build_plan(loaded)
     except InputError as exc:
         _bad_input(exc)
+    _echo_data_notes(plan)
     typer.echo(f"ok: {loaded.path} — {len(plan.models)} model(s) × {len(plan.tasks)} task(s) = {len(plan.cells)} cell(s)")
 
 
@@ -108,12 +127,18 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
     from harness.config import load_matrix
     from harness.executor import run_plan
     from harness.plan import build_plan
+    from harness.preflight import check_device
 
     try:
+        check_device(device)
         p = build_plan(load_matrix(_matrix_path(file, example)), output)
     except InputError as exc:
         _bad_input(exc)
-    report = run_plan(p, show_progress=not no_progress, device=device)
+    _echo_data_notes(p)
+    from harness.quiet import progress_bars_hidden
+
+    with progress_bars_hidden(no_progress):
+        report = run_plan(p, show_progress=not no_progress, device=device)
     for o in report.outcomes:
         if o.status == "failed":
             typer.secho(f"  FAILED {o.model} × {o.task}: {o.error}", fg=typer.colors.RED, err=True)
@@ -128,8 +153,8 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
 
 @app.command("ls")
 def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")] = "tasks",
-       task_type: Annotated[Optional[str], typer.Option("--type", help="Filter tasks by mteb type.")] = None) -> None:
-    """List mteb task names (with type and main score), shipped examples, or reference baselines."""
+       task_type: Annotated[Optional[str], typer.Option("--type", help="Filter tasks by mteb type (any case, e.g. retrieval).")] = None) -> None:
+    """List mteb task names (type, main score, splits; superseded tasks marked), shipped examples, or reference baselines."""
     _quiet_environment()
     if what == "examples":
         from harness.examples import example_names
@@ -147,13 +172,17 @@ def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")]
         return
     if what != "tasks":
         _bad_input(InputError(None, "what", f"unknown listing {what!r}", "use one of: tasks, examples, baselines"))
-    import mteb
+    from harness.task_catalog import all_tasks, canonical_type
 
-    for t in mteb.get_tasks():
-        md = t.metadata
-        if task_type and md.type != task_type:
+    try:
+        wanted = canonical_type(task_type) if task_type else None
+    except InputError as exc:
+        _bad_input(exc)
+    for t in all_tasks():
+        if wanted and t.type != wanted:
             continue
-        typer.echo(f"{md.name}\t{md.type}\t{md.main_score}\t{','.join(md.eval_splits)}")
+        mark = f"\tsuperseded by {t.superseded_by}" if t.superseded_by else ""
+        typer.echo(f"{t.name}\t{t.type}\t{t.main_score}\t{','.join(t.splits)}{mark}")
 
 
 def main() -> None:
@@ -162,6 +191,6 @@ def main() -> None:
 
     try:
         app()
-    except InputError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    except InputError as exc:  # raised outside a command's own handler (e.g. while typer parses)
+        _echo_error(exc)
         sys.exit(EXIT_BAD_INPUT)

@@ -12,12 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli import EXIT_BAD_INPUT, _quiet_environment, app
-
-
-def _bad(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
+from harness.cli import _bad_input, _quiet_environment, app
 
 
 @app.command()
@@ -36,7 +31,7 @@ def report(
     try:
         text = build_report(run_dir, fmt, baselines, reference, output)
     except LeaderboardInputError as exc:
-        _bad(exc)
+        _bad_input(exc)
     if output is None:
         typer.echo(text)
     else:
@@ -66,7 +61,7 @@ def gate(
                            allow_missing=allow_missing, require_tasks=require_tasks, candidate_model=candidate_model,
                            alpha=alpha, output=summary)
     except LeaderboardInputError as exc:
-        _bad(exc)
+        _bad_input(exc)
     typer.echo(outcome.markdown)
     raise typer.Exit(outcome.exit_code)
 
@@ -82,8 +77,11 @@ def generate(
     from generators.commands import generate as run_generate
     from generators.errors import GeneratorInputError
 
+    from harness.quiet import progress_bars_hidden
+
     try:
-        manifest = run_generate(config, output, progress=not no_progress)
+        with progress_bars_hidden(no_progress):
+            manifest = run_generate(config, output, progress=not no_progress)
     except GeneratorInputError as exc:
-        _bad(exc)
+        _bad_input(exc)
     typer.echo(manifest.model_dump_json(indent=2))

@@ -12,9 +12,9 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from generators.yaml_input import read_yaml_mapping
 from harness.errors import InputError
 
 ModelKind = Literal["auto", "sentence-transformers", "decoder", "openai"]
@@ -77,6 +77,10 @@ class TaskSpec(_Strict):
     subsets: list[str] | None = None
     splits: list[str] | None = None
     instruction: str | InstructionOverride | None = None
+    unknown_qrels: Literal["error", "drop"] = "error"
+    """Retrieval qrels naming a document (or query) absent from the local files: ``error`` (default),
+    or ``drop`` them and report how many. Never silently kept: an unretrievable judgement lowers
+    every model's score."""
 
 
 class GenerateSpec(_Strict):
@@ -203,14 +207,7 @@ def load_matrix(path: str | Path) -> LoadedMatrix:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise InputError(path, None, "matrix file does not exist", "pass the path of an existing YAML matrix file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark is not None else None
-        raise InputError(path, line, f"not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML syntax") from None
-    if not isinstance(raw, dict):
-        raise InputError(path, None, "the matrix must be a YAML mapping", "start the file with 'name:', 'models:' and 'tasks:'")
+    raw = read_yaml_mapping(path, InputError, "start the file with 'name:', 'models:' and 'tasks:'")
     try:
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:

@@ -112,7 +112,7 @@ def _evaluate_cell(cell: Cell, encoder: CachedEncoder, plan: Plan, store: Artifa
         "instructions": {"mode": policy.mode, "prefixes": sorted(encoder.prefixes_seen)},
         "task": {"name": rt.name, "type": rt.task_type, "subsets": rt.subsets, "splits": rt.splits,
                  "data": str(rt.data_dir) if rt.data_dir else "hub", "data_fingerprint": rt.data_fingerprint(),
-                 "skipped_subsets": rt.skipped_subsets},
+                 "skipped_subsets": rt.skipped_subsets, "data_notes": rt.notes},
         "step_key": cell.key,
     }
     folder = results_dir(plan.output, cell.model.spec.name, cell.model.revision)

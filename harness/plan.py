@@ -18,6 +18,7 @@ from harness.config import GenerateSpec, LoadedMatrix, ModelSpec
 from harness.errors import InputError
 from harness.models.fingerprint import content_fingerprint
 from harness.models.reference import ModelReference, resolve_reference
+from harness.preflight import check_api_keys, check_cache_dir, check_output_dir
 from harness.store import ArtifactStore
 from harness.tasks import ResolvedTask, resolve_task
 
@@ -116,6 +117,10 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
     reported before the first cell writes a result, not an hour into the run.
     """
     m = loaded.matrix
+    out_dir = loaded.output_dir(output)
+    check_output_dir(out_dir, "--output" if output is not None else "output", None if output is not None else loaded.path)
+    check_cache_dir(loaded)
+    check_api_keys(loaded)
     models = [model_plan(spec, loaded) for spec in m.models]
     tasks = [resolve_task(spec, loaded, i) for i, spec in enumerate(m.tasks)]
     if load_data:
@@ -132,9 +137,10 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
                 "splits": rt.splits,
                 "instruction": instr if isinstance(instr, (str, type(None))) else instr.model_dump(),
                 "data": rt.data_fingerprint(),
+                **({"unknown_qrels": "drop"} if rt.spec.unknown_qrels == "drop" else {}),
                 "mteb": _version("mteb"),
                 "code": EVAL_CODE_VERSION,
             })
             cells.append(Cell(model=mp, task=rt, key=key))
     gens = [generate_step(g, loaded, i) for i, g in enumerate(m.generate)]
-    return Plan(loaded=loaded, output=loaded.output_dir(output), models=models, tasks=tasks, cells=cells, generate=gens)
+    return Plan(loaded=loaded, output=out_dir, models=models, tasks=tasks, cells=cells, generate=gens)

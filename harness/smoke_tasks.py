@@ -20,6 +20,8 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.abstasks.text.bitext_mining import AbsTaskBitextMining
 
+from atomicio import atomic_write_text
+
 SMOKE_DATA = Path(__file__).parent / "smoke_data"
 
 # (topic id, {lang: (query, document)}): one relevant document per query, every document a
@@ -199,8 +201,7 @@ SMOKE_TASKS: dict[str, type] = {
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def write_smoke_data(root: Path = SMOKE_DATA) -> None:
@@ -209,9 +210,8 @@ def write_smoke_data(root: Path = SMOKE_DATA) -> None:
         base = root / "retrieval" / lang
         _jsonl(base / "corpus.jsonl", [{"_id": f"{lang}-d-{t}", "title": "", "text": by[lang][1]} for t, by in RETRIEVAL])
         _jsonl(base / "queries.jsonl", [{"_id": f"{lang}-q-{t}", "text": by[lang][0]} for t, by in RETRIEVAL])
-        (base / "qrels").mkdir(parents=True, exist_ok=True)
-        (base / "qrels" / "test.tsv").write_text(
-            "query-id\tcorpus-id\tscore\n" + "".join(f"{lang}-q-{t}\t{lang}-d-{t}\t1\n" for t, _ in RETRIEVAL), encoding="utf-8")
+        atomic_write_text(base / "qrels" / "test.tsv",
+                          "query-id\tcorpus-id\tscore\n" + "".join(f"{lang}-q-{t}\t{lang}-d-{t}\t1\n" for t, _ in RETRIEVAL))
     for lang, rows in STS.items():
         _jsonl(root / "sts" / lang / "test.jsonl", [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in rows])
     for split, rows in CLASSIFICATION.items():

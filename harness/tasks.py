@@ -7,7 +7,6 @@ without it, mteb loads from the hub through the very same object.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ class ResolvedTask:
     subsets: list[str]
     splits: list[str]
     skipped_subsets: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what loading changed in the data (e.g. dropped qrels), to report
     _data_fingerprint: str | None = field(default=None, repr=False)
 
     @property
@@ -97,11 +97,9 @@ def get_task(name: str, eval_splits: list[str] | None = None, hf_subsets: list[s
 
 
 def _suggest(name: str) -> str:
-    import mteb
+    from harness.task_catalog import suggest
 
-    names = [t.metadata.name for t in mteb.get_tasks()] + list(_registry())
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    return f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run 'harness ls tasks' for valid names"
+    return suggest(name)
 
 
 def _local_subsets(data_dir: Path, task: Any) -> list[str]:
@@ -131,7 +129,13 @@ def _read_local(rt: ResolvedTask) -> dict[str, Any]:
     for subset in rt.subsets:
         folder = _subset_dir(rt, subset)
         if ttype in ("Retrieval", "Reranking"):
-            dataset[subset] = {split: local_data.read_retrieval_split(folder, split) for split in rt.splits}
+            dataset[subset] = {}
+            for split in rt.splits:
+                dataset[subset][split], dropped = local_data.read_retrieval_split(
+                    folder, split, drop_unknown_qrels=rt.spec.unknown_qrels == "drop")
+                if dropped:
+                    rt.notes.append(f"{rt.name} {subset}/{split}: dropped {dropped} qrels line(s) naming a document or "
+                                    f"query absent from {folder} (unknown_qrels: drop)")
         elif ttype == "STS":
             dataset[subset] = DatasetDict({split: local_data.read_sts_split(folder, split) for split in rt.splits})
         elif ttype == "Classification":

@@ -2,8 +2,13 @@
 
 The scope of a report is what the run evaluated: baselines are cut down to those tasks, splits and
 subsets (a reference model has hundreds of tasks the run never touched). A model "covers" a task
-only if it has every in-scope score of it, and a category average uses only the tasks every
-compared model covers; anything left out is listed, so a model is never ranked on an easier subset.
+only if it has every in-scope score of it. A category average is taken over all of the run's tasks
+of that category, for each model that covers all of them; a model lacking part of a category gets
+no average there ("—" with its coverage) instead of shrinking the category for everyone — one
+reference model without Tatoeba must not empty the BitextMining column of the run itself. So a
+model is never ranked on an easier subset, and the run's own rows always show. Reference models
+with no score on any of the run's tasks are left out and named once. Ranks are competition ranks of
+the displayed (rounded) numbers, so two models showing the same score share a rank.
 Scores are only averaged here: every number was computed by mteb.
 """
 
@@ -35,12 +40,14 @@ class EntryInfo(BaseModel):
 
 
 class CategoryAverage(BaseModel):
-    """Average main score of one category over the tasks every compared model covers."""
+    """Average main score of one category, per model, over all of the run's tasks of that category.
+
+    ``averages[label]`` is None for a model lacking any of them; ``missing`` says which it lacks."""
 
     category: str
+    tasks: list[str]
     tasks_total: int
-    common_tasks: list[str]
-    excluded: dict[str, list[str]]  # task -> labels of the models that lack it
+    missing: dict[str, list[str]]  # label -> tasks of this category it lacks (only labels lacking some)
     coverage: dict[str, int]  # label -> tasks of this category it covers
     averages: dict[str, float | None]
 
@@ -73,6 +80,7 @@ class Report(BaseModel):
     languages: list[ScoreRow]
     subsets: list[ScoreRow]
     notes: list[str]
+    left_out: list[str] = []  # reference/baseline models with no score on any of the run's tasks
 
 
 def assign_labels(run_models: list[ModelResults], baselines: list[ModelResults]) -> list[tuple[str, ModelResults]]:
@@ -93,10 +101,15 @@ def assign_labels(run_models: list[ModelResults], baselines: list[ModelResults])
     return labelled
 
 
+def displayed(value: float) -> float:
+    """The number a reader sees (MTEB points, two decimals): ranks compare these, not raw floats."""
+    return round(100 * value, 2)
+
+
 def competition_ranks(values: dict[str, float | None]) -> dict[str, int | None]:
-    """Competition ranking (1 = best; ties share a rank) among models that have a value."""
-    present = sorted((v for v in values.values() if v is not None), reverse=True)
-    return {k: (present.index(v) + 1 if v is not None else None) for k, v in values.items()}
+    """Competition ranking (1 = best; equal displayed scores share a rank) among models that have a value."""
+    present = sorted((displayed(v) for v in values.values() if v is not None), reverse=True)
+    return {k: (present.index(displayed(v)) + 1 if v is not None else None) for k, v in values.items()}
 
 
 def _row(task: str, ttype: str, scores: dict[str, float | None], reference: str, **extra: object) -> ScoreRow:
@@ -106,13 +119,11 @@ def _row(task: str, ttype: str, scores: dict[str, float | None], reference: str,
 
 
 def _category(name: str, tasks: list[str], task_scores: dict[str, dict[str, float | None]], labels: list[str]) -> CategoryAverage:
-    excluded = {t: [l for l in labels if task_scores[t][l] is None] for t in tasks}
-    excluded = {t: missing for t, missing in excluded.items() if missing}
-    common = [t for t in tasks if t not in excluded]
-    averages = {l: (fmean(task_scores[t][l] for t in common) if common else None) for l in labels}
-    coverage = {l: sum(task_scores[t][l] is not None for t in tasks) for l in labels}
-    return CategoryAverage(category=name, tasks_total=len(tasks), common_tasks=common, excluded=excluded,
-                           coverage=coverage, averages=averages)
+    lacking = {l: [t for t in tasks if task_scores[t][l] is None] for l in labels}
+    averages = {l: (fmean(task_scores[t][l] for t in tasks) if tasks and not lacking[l] else None) for l in labels}  # type: ignore[misc]
+    coverage = {l: len(tasks) - len(lacking[l]) for l in labels}
+    return CategoryAverage(category=name, tasks=list(tasks), tasks_total=len(tasks),
+                           missing={l: m for l, m in lacking.items() if m}, coverage=coverage, averages=averages)
 
 
 def build_report(
@@ -125,13 +136,19 @@ def build_report(
     reference_provenance: str | None = None,
 ) -> Report:
     """Aggregate; ``reference`` is the label (see ``assign_labels``) deltas are taken against."""
-    labelled = assign_labels(run_models, baselines)
-    labels = [label for label, _ in labelled]
-    if reference not in labels:
-        raise ValueError(f"reference {reference!r} is not among {labels}")
     scope: dict[str, list[ScoreKey]] = defaultdict(list)
     for key in sorted({k for m in run_models for k in m.scores}):
         scope[key.task].append(key)
+    in_scope = {k for keys in scope.values() for k in keys}
+    labelled_all = assign_labels(run_models, baselines)
+    if reference not in [label for label, _ in labelled_all]:
+        raise ValueError(f"reference {reference!r} is not among {[label for label, _ in labelled_all]}")
+    run_ids = {id(m) for m in run_models}
+    labelled = [(label, m) for label, m in labelled_all
+                if id(m) in run_ids or label == reference or in_scope & set(m.scores)]
+    kept = {id(m) for _, m in labelled}
+    left_out = [label for label, m in labelled_all if id(m) not in kept]
+    labels = [label for label, _ in labelled]
     tasks = sorted(scope)
     fallback = {t: next((m.task_types[t] for _, m in labelled if t in m.task_types), None) for t in tasks}
     types = {t: task_type(t, fallback[t]) for t in tasks}
@@ -163,7 +180,7 @@ def build_report(
     multilingual = {t for t in tasks if any(k.subset != "default" for k in scope[t])}
 
     overall_ranks = competition_ranks(overall.averages)
-    entries = []
+    entries: list[EntryInfo] = []
     for label, model in labelled:
         keys_total = sum(len(v) for v in scope.values())
         entries.append(EntryInfo(
@@ -172,6 +189,8 @@ def build_report(
             scores_covered=sum(k in model.scores for ks in scope.values() for k in ks), scores_total=keys_total,
             overall=overall.averages[label], rank=overall_ranks[label],
         ))
+    # Summary order: by rank; unranked models (no overall average) after, run models first among them.
+    entries.sort(key=lambda e: (e.rank is None, e.rank or 0, e.origin != "run"))
     notes = [f"{label}: {msg}" for label, m in labelled for msg in m.skipped]
     return Report(
         title=title, run_location=run_location, reference_label=reference,
@@ -179,4 +198,5 @@ def build_report(
         tasks=task_rows, beir=[r for r in task_rows if r.task in beir_tasks],
         beir_average=_category("BEIR", beir_tasks, task_scores, labels) if beir_tasks else None,
         languages=[r for r in subset_rows if r.task in multilingual], subsets=subset_rows, notes=notes,
+        left_out=left_out,
     )

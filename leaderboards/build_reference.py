@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+from atomicio import atomic_write_bytes
 from leaderboards.errors import LeaderboardInputError
 from leaderboards.reference import packaged_reference_path
 from leaderboards.results_reader import read_results_dir
@@ -156,10 +157,7 @@ def write_reference(records: list[ReferenceRecord], header: ReferenceHeader, out
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz:
         gz.write(payload)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(output)
+    atomic_write_bytes(output, buffer.getvalue())
 
 
 def _sha256(path: Path) -> str | None:

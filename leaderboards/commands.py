@@ -8,10 +8,11 @@ exit code 2 and a half-written report never exists.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel
+
+from atomicio import atomic_write_text, file_target_problem
 
 from leaderboards.aggregate import assign_labels, build_report
 from leaderboards.errors import LeaderboardInputError
@@ -38,12 +39,11 @@ class GateOutcome(BaseModel):
     comparisons: list[Comparison]
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def _check_output_file(output: Path | None, option: str) -> None:
+    """Refuse an output path that cannot be a file before any work (no traceback, no temporary left)."""
+    problem = file_target_problem(Path(output)) if output is not None else None
+    if problem:
+        raise LeaderboardInputError(output, option, problem, f"give {option} the path of a file to write, not a folder")
 
 
 def _baseline_models(names: list[str] | None, data: ReferenceData) -> list[ModelResults]:
@@ -100,6 +100,7 @@ def report(
     renderer = RENDERERS.get(fmt.lower())
     if renderer is None:
         raise LeaderboardInputError(None, "--format", f"{fmt!r} is not a report format", "use markdown, html, csv or json")
+    _check_output_file(output, "--output")
     run_models = read_results_dir(Path(run_dir), origin="run")
     data = load_reference()
     base = _baseline_models(baselines, data)
@@ -108,7 +109,7 @@ def report(
                          run_location=str(run_dir), reference_provenance=data.provenance)
     text = renderer(built)
     if output is not None:
-        _write(Path(output), text)
+        atomic_write_text(Path(output), text)
     return text
 
 
@@ -121,6 +122,26 @@ def _select(models: list[ModelResults], wanted: str | None, where: Path, option:
         return hits[0]
     problem = f"holds {len(models)} model revisions" if wanted is None else f"has no single model {wanted!r}"
     raise LeaderboardInputError(where, option, problem, f"pass {option} with one of: {', '.join(choices)}")
+
+
+def _refuse_identical(base: ModelResults, cand: ModelResults, baseline: str, candidate: Path) -> None:
+    """A gate comparing results with themselves cannot fail, so it must not be allowed to pass.
+
+    The usual cause is a CI job whose baseline and candidate paths resolve to the same folder, or a
+    candidate folder that is a copy of the baseline: the same harness step keys *and* the same
+    evaluation times, i.e. nothing was re-evaluated. (A fresh run of unchanged code shares the step
+    keys but not the times, and is gated normally: catching unintended changes is the gate's job.)
+    Both are refused as bad input (exit 2) rather than reported as a green gate.
+    """
+    if os.path.realpath(base.location) == os.path.realpath(cand.location):
+        raise LeaderboardInputError(candidate, "--candidate", f"is the same results folder as --baseline {baseline}",
+                                    "gate a new run against an older one: a folder compared with itself always passes")
+    shared = set(base.step_keys) & set(cand.step_keys)
+    if shared and set(base.step_keys) == set(cand.step_keys) and all(base.step_keys[t] == cand.step_keys[t] for t in shared):
+        raise LeaderboardInputError(candidate, "--candidate",
+                                    f"holds the same evaluations as --baseline {baseline} (identical step keys and "
+                                    f"evaluation times for all {len(shared)} task(s): a copy, not a new evaluation)",
+                                    "evaluate the candidate model in its own run and gate that run")
 
 
 def gate(
@@ -141,6 +162,7 @@ def gate(
     Returns exit_code 0/1 and a PR-ready Markdown summary (also written to ``output`` if given);
     raises LeaderboardInputError (exit 2) on bad input. See ``leaderboards.gate`` for the rules.
     """
+    _check_output_file(output, "--summary")
     policy = GatePolicy(max_drop=max_drop, per_task=dict(per_task or {}), allow_missing=tuple(allow_missing or ()),
                         require_tasks=tuple(require_tasks or ()), alpha=alpha, n_resamples=n_resamples, seed=seed)
     cand = _select(read_results_dir(Path(candidate), origin="run"), candidate_model, Path(candidate), "--candidate-model")
@@ -148,6 +170,7 @@ def gate(
         base_models = read_results_dir(Path(baseline), origin="directory")
         same_name = [m for m in base_models if m.name == cand.name]
         base = same_name[0] if len(same_name) == 1 and len(base_models) > 1 else _select(base_models, None, Path(baseline), "--baseline")
+        _refuse_identical(base, cand, baseline, candidate)
         is_reference = False
         base_text = f"`{base.name}` (revision `{base.revision}`) from `{baseline}`"
     else:
@@ -167,7 +190,7 @@ def gate(
     cand_text = f"`{cand.name}` (revision `{cand.revision}`) from `{candidate}`"
     markdown = render_gate_markdown(comparisons, policy, candidate=cand_text, baseline=base_text, passed=passed)
     if output is not None:
-        _write(Path(output), markdown)
+        atomic_write_text(Path(output), markdown)
     return GateOutcome(exit_code=0 if passed else 1, passed=passed, markdown=markdown,
                        candidate=f"{cand.name}@{cand.revision}", baseline=f"{base.name}@{base.revision}",
                        comparisons=comparisons)

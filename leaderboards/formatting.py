@@ -6,11 +6,15 @@ quote these numbers; CSV and JSON keep the raw 0-1 scores so nothing is lost to 
 
 from __future__ import annotations
 
+import math
+
 MISSING = "—"
 
 
 def points(score: float | None) -> str:
-    return MISSING if score is None else f"{100 * score:.2f}"
+    if score is None:
+        return MISSING
+    return "NaN" if math.isnan(score) else f"{100 * score:.2f}"
 
 
 def signed_points(delta: float | None) -> str:

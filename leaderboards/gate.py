@@ -24,8 +24,8 @@ from leaderboards.per_query import per_query_scores
 from leaderboards.scores import ModelResults, ScoreKey
 from leaderboards.significance import paired_test
 
-Status = Literal["regressed", "missing", "not_significant", "missing_allowed", "ok", "improved", "new"]
-FAILING: frozenset[str] = frozenset({"regressed", "missing"})
+Status = Literal["regressed", "nan", "missing", "not_significant", "missing_allowed", "ok", "improved", "new"]
+FAILING: frozenset[str] = frozenset({"regressed", "nan", "missing"})
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def compare(
     baseline: ModelResults, candidate: ModelResults, policy: GatePolicy, *, baseline_is_reference: bool
 ) -> list[Comparison]:
     if baseline_is_reference:
-        keys = sorted(set(candidate.scores) & set(baseline.scores))
+        keys = sorted((set(candidate.scores) | candidate.nan_scores) & set(baseline.scores))
         if not keys:
             raise LeaderboardInputError(
                 None, "baseline", f"{baseline.name} has none of the candidate's {len(candidate.scores)} scores",
@@ -111,6 +111,8 @@ def _compare_one(key: ScoreKey, baseline: ModelResults, candidate: ModelResults,
     base = baseline.scores[key]
     tol = policy.tolerance(key)
     common = dict(task=key.task, split=key.split, subset=key.subset, baseline=base, tolerance=tol)
+    if key in candidate.nan_scores:  # evaluated, but mteb produced NaN: broken, not absent
+        return Comparison(status="nan", candidate=float("nan"), **common)
     if key not in candidate.scores:
         return Comparison(status="missing_allowed" if policy.missing_allowed(key) else "missing", **common)
     cand = candidate.scores[key]

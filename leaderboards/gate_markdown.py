@@ -10,6 +10,7 @@ from leaderboards.gate import Comparison, GatePolicy
 
 STATUS_TEXT = {
     "regressed": "❌ regressed",
+    "nan": "❌ NaN",
     "missing": "❌ missing",
     "not_significant": "⚠️ not significant",
     "missing_allowed": "➖ missing (allowed)",
@@ -40,8 +41,8 @@ def render_gate_markdown(
     comparisons: list[Comparison], policy: GatePolicy, *, candidate: str, baseline: str, passed: bool
 ) -> str:
     counts = Counter(c.status for c in comparisons)
-    failing = counts["regressed"] + counts["missing"]
-    head = "✅ Embedding regression gate passed" if passed else f"❌ Embedding regression gate failed: {failing} score(s) regressed or missing"
+    failing = counts["regressed"] + counts["nan"] + counts["missing"]
+    head = "✅ Embedding regression gate passed" if passed else f"❌ Embedding regression gate failed: {failing} score(s) regressed, NaN or missing"
     overrides = ", ".join(f"{k} {100 * v:.2f}" for k, v in sorted(policy.per_task.items()))
     lines = [
         f"### {head}", "",
@@ -57,7 +58,7 @@ def render_gate_markdown(
         "| " + " | ".join(str(counts[s]) for s in _ORDER) + " |",
         "",
     ]
-    attention = [c for c in comparisons if c.status in ("regressed", "missing", "not_significant", "missing_allowed")]
+    attention = [c for c in comparisons if c.status in ("regressed", "nan", "missing", "not_significant", "missing_allowed")]
     if attention:
         lines += ["#### Needs attention", ""] + _table(attention) + [""]
     if counts["not_significant"]:

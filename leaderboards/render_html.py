@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from html import escape
 
-from leaderboards.aggregate import Report, ScoreRow
+from leaderboards.aggregate import CategoryAverage, Report, ScoreRow, displayed
 from leaderboards.formatting import MISSING, points, signed_points
-from leaderboards.render_markdown import coverage_text
+from leaderboards.render_markdown import average_cell, coverage_text, left_out_text
 from leaderboards.svg_charts import color_for, grouped_bar_chart
 
 _CSS = """
@@ -40,7 +40,8 @@ def _score_cell(row: ScoreRow, label: str, reference: str) -> str:
     html = points(score)
     delta = row.deltas.get(label)
     if label != reference and delta is not None:
-        css = "delta-pos" if delta > 0 else "delta-neg" if delta < 0 else "rank"
+        shown = displayed(delta)  # a delta that displays as ±0.00 is neither green nor red
+        css = "delta-pos" if shown > 0 else "delta-neg" if shown < 0 else "rank"
         html += f' <span class="{css}">{signed_points(delta)}</span>'
     html += f' <span class="rank">#{row.ranks.get(label)}</span>'
     return f"<td>{html}</td>"
@@ -66,14 +67,21 @@ def _summary(report: Report) -> str:
     body = []
     for e in report.entries:
         cov = f"{e.tasks_covered}/{e.tasks_total} tasks · {e.scores_covered}/{e.scores_total} scores"
-        cells = "".join(f"<td>{points(c.averages[e.label])}</td>" for c in cats)
+        cells = "".join(_average_td(c, e.label) for c in cats + [report.overall])
         body.append(f'<tr{_row_class(report, e.label, e.origin)}><td>{e.rank or MISSING}</td>'
-                    f'<td class="name">{escape(e.label)}</td><td>{e.origin}</td><td>{cov}</td>{cells}'
-                    f"<td>{points(e.overall)}</td></tr>")
-    notes = "".join(f"<li><b>{escape(c.category)}</b>: {escape(', '.join(c.common_tasks) or 'none')} — "
+                    f'<td class="name">{escape(e.label)}</td><td>{e.origin}</td><td>{cov}</td>{cells}</tr>')
+    notes = "".join(f"<li><b>{escape(c.category)}</b>: {escape(', '.join(c.tasks) or 'none')} — "
                     f"{escape(coverage_text(c))}</li>" for c in cats + [report.overall])
+    left = left_out_text(report)
     return (f'<div class="scroll"><table>{head}{"".join(body)}</table></div>'
-            f'<p class="meta">Tasks in each average (only tasks every model covers):</p><ul class="cover">{notes}</ul>')
+            "<p class=\"meta\">Each average covers all of the run's tasks in its category; a model lacking some gets "
+            f'— (tasks it has/tasks in the category) there:</p><ul class="cover">{notes}</ul>'
+            + (f'<p class="meta">{escape(left)}</p>' if left else ""))
+
+
+def _average_td(cat: CategoryAverage, label: str) -> str:
+    text = average_cell(cat, label)
+    return f'<td class="missing">{escape(text)}</td>' if cat.averages.get(label) is None else f"<td>{text}</td>"
 
 
 def _legend(report: Report) -> str:
@@ -102,7 +110,7 @@ def _language_sections(report: Report) -> str:
 
 def render_html(report: Report) -> str:
     cats = report.categories + [report.overall]
-    chart = grouped_bar_chart("MTEB category averages (tasks every model covers)", [c.category for c in cats],
+    chart = grouped_bar_chart("MTEB category averages (models covering the whole category)", [c.category for c in cats],
                               _series(report, [c.averages for c in cats]))
     meta = f"Run: <code>{escape(report.run_location)}</code> · Δ against <b>{escape(report.reference_label)}</b>"
     if report.reference_provenance:
@@ -121,7 +129,7 @@ def render_html(report: Report) -> str:
                                                for r in report.tasks]),
     ]
     if report.beir and report.beir_average:
-        avg = {label: points(v) for label, v in report.beir_average.averages.items()}
+        avg = {label: escape(average_cell(report.beir_average, label)) for label in report.beir_average.averages}
         sections.append('<h2 id="beir">BEIR per dataset</h2>' + _models_table(report, report.beir, [escape(r.task) for r in report.beir], avg))
     if report.notes:
         sections.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in report.notes) + "</ul>")

@@ -25,12 +25,29 @@ def score_cell(row: ScoreRow, label: str, reference: str) -> str:
     return f"{points(score)} ({signed_points(row.deltas.get(label))}, #{rank})"
 
 
+def average_cell(cat: CategoryAverage, label: str) -> str:
+    """The category average, or "— (k/n)" for a model that has k of the category's n tasks."""
+    avg = cat.averages.get(label)
+    if avg is not None:
+        return points(avg)
+    return f"{MISSING} ({cat.coverage.get(label, 0)}/{cat.tasks_total})"
+
+
 def coverage_text(cat: CategoryAverage) -> str:
-    used = f"{len(cat.common_tasks)}/{cat.tasks_total} tasks"
-    if not cat.excluded:
+    used = f"{cat.tasks_total} task{'s' if cat.tasks_total != 1 else ''}"
+    if not cat.missing:
         return used
-    left = "; ".join(f"{task} (missing for {', '.join(labels)})" for task, labels in cat.excluded.items())
-    return f"{used}; left out: {left}"
+    lacking = "; ".join(f"{label} ({cat.coverage[label]}/{cat.tasks_total}, lacks {', '.join(tasks)})"
+                        for label, tasks in cat.missing.items())
+    return f"{used}; no average for: {lacking}"
+
+
+def left_out_text(report: Report) -> str | None:
+    """The one line naming baselines that share no task with the run (None if there are none)."""
+    if not report.left_out:
+        return None
+    n = len(report.left_out)
+    return f"Left out: {n} baseline model{'s' if n != 1 else ''} with no score on this run's tasks ({', '.join(report.left_out)})."
 
 
 def _summary(report: Report) -> list[str]:
@@ -39,11 +56,15 @@ def _summary(report: Report) -> list[str]:
     rows = []
     for e in report.entries:
         cov = f"{e.tasks_covered}/{e.tasks_total} tasks, {e.scores_covered}/{e.scores_total} scores"
-        cells = [points(c.averages[e.label]) for c in cats]
-        rows.append([str(e.rank) if e.rank else MISSING, e.label, e.origin, cov] + cells + [points(e.overall)])
+        cells = [average_cell(c, e.label) for c in cats]
+        rows.append([str(e.rank) if e.rank else MISSING, e.label, e.origin, cov] + cells + [average_cell(report.overall, e.label)])
     lines = _table(header, rows)
-    lines += ["", "Tasks in each average (only tasks every model above covers):", ""]
-    lines += [f"- **{c.category}**: {', '.join(c.common_tasks) or 'none'} — {coverage_text(c)}" for c in cats + [report.overall]]
+    lines += ["", "Each average covers all of the run's tasks in its category; a model lacking some gets — "
+              "(tasks it has/tasks in the category) there:", ""]
+    lines += [f"- **{c.category}**: {', '.join(c.tasks) or 'none'} — {coverage_text(c)}" for c in cats + [report.overall]]
+    left = left_out_text(report)
+    if left:
+        lines += ["", left]
     return lines
 
 
@@ -53,7 +74,7 @@ def _per_task(report: Report, rows: list[ScoreRow], extra: CategoryAverage | Non
     for e in report.entries:
         cells = [score_cell(r, e.label, report.reference_label) for r in rows]
         if extra:
-            cells.append(points(extra.averages[e.label]))
+            cells.append(average_cell(extra, e.label))
         body.append([e.label] + cells)
     return _table(header, body)
 

@@ -50,7 +50,7 @@ def render_csv(report: Report) -> str:
                 writer.writerow(base(label) | {
                     "level": level, "category": cat.category, "score": _num(avg),
                     "delta_vs_reference": _num(avg - ref if avg is not None and ref is not None else None),
-                    "rank": _num(ranks[label]), "tasks_in_average": str(len(cat.common_tasks)),
+                    "rank": _num(ranks[label]), "tasks_in_average": str(cat.tasks_total) if avg is not None else "0",
                     "tasks_covered": str(cat.coverage[label]), "tasks_total": str(cat.tasks_total),
                 })
 

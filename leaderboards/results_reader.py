@@ -76,6 +76,7 @@ def read_task_result(path: Path) -> TaskResultFile:
                 "evaluation_time": loaded.evaluation_time,
                 "scores": loaded.scores,
                 "harness_provenance": raw.get("harness_provenance"),
+                "date": raw.get("date"),
             }
         )
     except Exception:  # mteb could not read it: our schema either reads it or says what is wrong
@@ -101,16 +102,20 @@ def _add_task(results: ModelResults, path: Path, parsed: TaskResultFile, rel: st
         for entry in entries:
             key = ScoreKey(task, split, entry.hf_subset)
             if not _finite(entry):
-                results.skipped.append(f"{key.label}: main_score is NaN/inf in {path}")
+                results.skipped.append(f"{key.label}: main_score is NaN in {path}")
+                results.nan_scores.add(key)
                 continue
             results.scores[key] = float(entry.main_score)
             results.languages[key] = tuple(entry.languages)
     results.task_types[task] = task_type(task, parsed.stored_task_type())
+    step_key = (parsed.harness_provenance or {}).get("step_key")
+    if isinstance(step_key, str):
+        results.step_keys[task] = f"{step_key}@{parsed.date}"
     results.sources[task] = TaskSource(rel, parsed.mteb_version, parsed.dataset_revision)
 
 
 def _finite(entry: SubsetScore) -> bool:
-    return math.isfinite(entry.main_score)
+    return entry.main_score is not None and math.isfinite(entry.main_score)
 
 
 def read_model_folder(revision_dir: Path, origin: Origin, root: Path) -> ModelResults:

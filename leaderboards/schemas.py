@@ -26,7 +26,7 @@ class SubsetScore(_Tolerant):
 
     hf_subset: str
     languages: list[str] = Field(default_factory=list)
-    main_score: float
+    main_score: float | None  # None: mteb's NaN, written as null in strict JSON
 
 
 class TaskResultFile(_Tolerant):
@@ -38,6 +38,7 @@ class TaskResultFile(_Tolerant):
     evaluation_time: float | None = None
     scores: dict[str, list[SubsetScore]]
     harness_provenance: dict[str, Any] | None = None
+    date: float | None = None  # when mteb evaluated it (epoch seconds)
 
     def stored_task_type(self) -> str | None:
         """The task type the writer recorded (the harness does, for local tasks mteb does not know)."""

@@ -50,6 +50,12 @@ class ModelResults:
     sources: dict[str, TaskSource] = field(default_factory=dict)
     per_query_files: dict[str, Path] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    # Scores mteb produced as NaN/inf (written as null in strict JSON): a broken evaluation, which a
+    # gate must report as such rather than as a score that was never computed.
+    nan_scores: set[ScoreKey] = field(default_factory=set)
+    # task -> "<harness step key>@<evaluation date>": the same value on both sides of a gate means the
+    # very same evaluation (a copied folder), not a re-run that happens to share a step key.
+    step_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def tasks(self) -> set[str]:

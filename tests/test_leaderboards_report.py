@@ -43,14 +43,16 @@ def test_markdown_row_matches_reference_and_baselines_have_coverage(run_dir: Pat
     assert run_row[2] == "run" and ref_row[2] == "reference"
     assert run_row[3:] == ref_row[3:]
     assert run_row[3] == "5/5 tasks, 6/6 scores"
-    # Classification, Retrieval (SciFact only: XQuAD is missing for some baselines), STS
-    assert run_row[4:7] == ["80.04", "64.51", "82.03"]
+    # Classification, Retrieval (SciFact and XQuAD: baselines lacking XQuAD do not shrink it), STS
+    assert run_row[4:7] == ["80.04", "73.42", "82.03"]
     for names in BASELINE_GROUPS.values():
         for name in names:
             row = _md_row(text, name)
             assert row[2] == "reference" and "/5 tasks" in row[3]
-    assert _md_row(text, "openai/text-embedding-ada-002")[3] == "3/5 tasks, 3/6 scores"
-    assert "XQuADRetrieval (missing for intfloat/multilingual-e5-small, openai/text-embedding-ada-002)" in text
+    ada = _md_row(text, "openai/text-embedding-ada-002")
+    assert ada[3] == "3/5 tasks, 3/6 scores"
+    assert ada[4:] == ["80.66", "— (1/2)", "83.17", "— (0/1)", "— (3/5)"] and ada[0] == "—"
+    assert "openai/text-embedding-ada-002 (0/1, lacks Tatoeba)" in text
     assert "## BEIR per dataset" in text and "### XQuADRetrieval (validation)" in text
     assert "70.32 (#9)" in text  # XQuAD de, MiniLM
 
@@ -65,10 +67,12 @@ def test_json_scores_equal_reference_to_full_precision(run_dir: Path) -> None:
         assert row["scores"][ref_label] == score
         assert row["deltas"][ref_label] == 0.0
     labels = [e["label"] for e in data["entries"]]
-    assert labels[0] == MINILM and len(labels) == 1 + 3 + 1 + 3 + 2 + 1
+    assert MINILM in labels and len(labels) == 1 + 3 + 1 + 3 + 2 + 1
     overall = data["overall"]
-    assert overall["common_tasks"] == ["Banking77Classification", "STSBenchmark", "SciFact"]
+    assert overall["tasks"] == ["Banking77Classification", "STSBenchmark", "SciFact", "Tatoeba", "XQuADRetrieval"]
     assert overall["coverage"]["openai/text-embedding-ada-002"] == 3
+    assert overall["missing"]["openai/text-embedding-ada-002"] == ["Tatoeba", "XQuADRetrieval"]
+    assert overall["averages"]["openai/text-embedding-ada-002"] is None
 
 
 def test_csv_with_reference_gives_deltas_and_ranks(run_dir: Path, tmp_path: Path) -> None:
@@ -91,15 +95,17 @@ def test_results_folder_itself_is_accepted(run_dir: Path) -> None:
 
 
 def test_coverage_is_honest_when_the_run_lacks_a_subset(tmp_path: Path) -> None:
-    """Two run models; one lacks XQuAD/de, so Retrieval averages only SciFact for everyone."""
+    """Two run models; one lacks XQuAD/de: it gets no Retrieval average, the other keeps its full one."""
     write_run(tmp_path / "run")
     partial = [s for s in MINILM_SCORES if s[2] != "de"]
     write_run(tmp_path / "run", partial, name="me/partial-model", revision="r1")
     data = json.loads(report(tmp_path / "run", "json", ["none"], None, None))
     retrieval = next(c for c in data["categories"] if c["category"] == "Retrieval")
-    assert retrieval["common_tasks"] == ["SciFact"]
-    assert retrieval["excluded"] == {"XQuADRetrieval": ["me/partial-model"]}
+    assert retrieval["tasks"] == ["SciFact", "XQuADRetrieval"]
+    assert retrieval["missing"] == {"me/partial-model": ["XQuADRetrieval"]}
     assert retrieval["coverage"] == {"me/partial-model": 1, MINILM: 2}
+    assert retrieval["averages"]["me/partial-model"] is None
+    assert retrieval["averages"][MINILM] == pytest.approx((0.64508 + (0.94357 + 0.70324) / 2) / 2)
 
 
 def test_bad_format_unknown_baseline_and_reference_are_input_errors(run_dir: Path) -> None:

@@ -1,0 +1,80 @@
+"""Checks of the world outside the matrix that a run depends on, made before anything is written.
+
+The schema can say that ``cache_dir`` is a path, not that the path is a folder; the CLI can take
+``--device cuda:0``, not know that this torch has no CUDA. Found late, each of these became a
+traceback or a run that wrote cache, logs and run.json and then failed every cell. Each check
+here raises one :class:`InputError` (exit 2) naming the setting and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from atomicio import directory_target_problem
+from harness.config import LoadedMatrix, ModelSpec
+from harness.errors import InputError
+
+
+def check_output_dir(output: Path, option: str, source: Path | None = None) -> None:
+    """The run directory must be a folder or creatable as one (not an existing file)."""
+    problem = directory_target_problem(output)
+    if problem:
+        raise InputError(source, option, f"run directory {output} {problem}",
+                         "choose a folder path (an existing run folder is fine: finished cells are reused)")
+
+
+def check_cache_dir(loaded: LoadedMatrix) -> None:
+    """``cache_dir:`` (or ``HARNESS_CACHE_DIR``) must be a folder or creatable as one."""
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    if env:
+        where, source, path = "HARNESS_CACHE_DIR", None, Path(env).expanduser()
+    elif loaded.matrix.cache_dir is not None:
+        where, source, path = "cache_dir", loaded.path, loaded.resolve(loaded.matrix.cache_dir)
+    else:
+        return
+    problem = directory_target_problem(path)
+    if problem:
+        raise InputError(source, where, f"cache folder {path} {problem}",
+                         "point it at a folder (it is created if missing); the cache file inside is embeddings.sqlite")
+
+
+def check_api_keys(loaded: LoadedMatrix) -> None:
+    """An ``openai:`` model needs its key variable set, or every cell fails with "Connection error"."""
+    for i, spec in enumerate(loaded.matrix.models):
+        if not _is_openai(spec):
+            continue
+        if not os.environ.get(spec.api_key_env):
+            raise InputError(loaded.path, f"models[{i}] (name: {spec.name}).api_key_env",
+                             f"environment variable {spec.api_key_env} is not set",
+                             f"export {spec.api_key_env}=<your key> (any non-empty value for a local server that ignores it), "
+                             "or name another variable with api_key_env")
+
+
+def _is_openai(spec: ModelSpec) -> bool:
+    return spec.kind == "openai" or spec.model.startswith("openai:")
+
+
+def check_device(device: str | None) -> None:
+    """``--device`` must name a torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(None, "--device", f"{device!r} is not a torch device",
+                         "use cpu, cuda, cuda:N or mps (or omit --device to pick automatically)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(None, "--device", f"{device!r} requested but this torch has no usable CUDA device "
+                             f"(torch {torch.__version__})", "omit --device or use cpu; on a GPU machine install a CUDA build of torch")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(None, "--device", f"{device!r} requested but only {count} CUDA device(s) exist",
+                             f"use cuda:0 .. cuda:{count - 1}")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(None, "--device", "'mps' requested but MPS is not available here", "omit --device or use cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(None, "--device", f"{device!r} is not supported by the harness", "use cpu, cuda, cuda:N or mps")
