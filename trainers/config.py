@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from generators.yaml_input import read_yaml_mapping
 from trainers.data.spec import DataSpec
 from trainers.errors import TrainInputError
 
@@ -95,14 +95,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise TrainInputError(path, None, "config file does not exist", "pass the path of an existing YAML training config")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        raise TrainInputError(path, where, f"not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML syntax") from None
-    if not isinstance(raw, dict):
-        raise TrainInputError(path, None, "the config must be a YAML mapping", "start with 'base_model:' and 'data:'")
+    raw = read_yaml_mapping(path, TrainInputError, "start the file with 'base_model:' and 'data:'")
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
