@@ -194,3 +194,7 @@ def main() -> None:
     except InputError as exc:  # raised outside a command's own handler (e.g. while typer parses)
         _echo_error(exc)
         sys.exit(EXIT_BAD_INPUT)
+
+
+if __name__ == "__main__":  # torchrun -m harness.cli train ...
+    main()

@@ -61,6 +61,8 @@ class TrainConfig(_Strict):
     passage_max_length: int = Field(256, ge=4)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gradient_checkpointing: bool = False
+    uncheckpointed_layers: int = Field(0, ge=0)  # selective: the first N blocks keep activations (spare memory -> speed)
+    compile: bool = False  # torch.compile each decoder block (GPU: 1.45x measured; LoRA dropout 0 recommended)
     deepspeed: DeepSpeedSpec | None = None
     seed: int = 42
     save_every: int = Field(50, ge=1)

@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from atomicio import atomic_write_json
 from atomicio import remove_stale_temporaries as remove_stale_files
-from trainers.backbone import BaseModel, add_lora, load_backbone, load_tokenizer, resolve_base
+from trainers.backbone import BaseModel, add_lora, compile_layers, enable_checkpointing, load_backbone, load_tokenizer, resolve_base
 from trainers.config import TrainConfig
 from trainers.data.mixture import Mixture, build_mixture
 from trainers.encoder import TextEncoder
@@ -71,7 +71,10 @@ class TrainResult:
 
 def default_output(config: TrainConfig, config_path: Path | None) -> Path:
     if config.output:
-        return Path(config.output).expanduser().resolve()
+        path = Path(config.output).expanduser()
+        if not path.is_absolute():
+            path = (config_path.parent if config_path else Path.cwd()) / path
+        return path.resolve()
     stem = config.name or (config_path.stem if config_path else "model")
     return (Path.cwd() / "runs" / "train" / stem).resolve()
 
@@ -119,10 +122,12 @@ def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Pat
     torch.manual_seed(config.seed)
     backbone = load_backbone(base, "float32")
     if config.gradient_checkpointing:
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(backbone, keep_layers=config.uncheckpointed_layers)
     if config.lora is not None:
         backbone = add_lora(backbone, r=config.lora.r, alpha=config.lora.alpha, dropout=config.lora.dropout,
                             target_modules=config.lora.target_modules, config_path=config_path)
+    if config.compile:
+        compile_layers(backbone)
     use_e5 = config.instructions == "e5" or (config.instructions == "auto" and base.architecture == "decoder")
     encoder = TextEncoder(backbone, tokenizer, base.pooling, base.normalize)
     return Prepared(config, config_path, out, base, encoder, use_e5, _device(config.device))
