@@ -16,8 +16,8 @@ from typing import Any
 
 from harness.config import GenerateSpec, LoadedMatrix, ModelSpec
 from harness.errors import InputError
-from harness.models.fingerprint import content_fingerprint
-from harness.models.reference import ModelReference, resolve_reference
+from harness.models.loader import ResolvedModel, resolve_model
+from harness.models.reference import ModelReference
 from harness.store import ArtifactStore
 from harness.tasks import ResolvedTask, resolve_task
 
@@ -33,13 +33,21 @@ def _hash(obj: Any) -> str:
 @dataclass
 class ModelPlan:
     spec: ModelSpec
-    ref: ModelReference
+    resolved: ResolvedModel
     key: str
 
     @property
+    def ref(self) -> ModelReference:
+        return self.resolved.ref
+
+    @property
     def revision(self) -> str:
-        """Changes whenever weights or encode settings change, so results never collide."""
-        return self.spec.revision or self.key[:12]
+        """Content-derived: changes whenever weights or encode settings change, so results never collide.
+
+        ``revision:`` in the matrix pins which hub commit is loaded; the resolved commit is part of
+        the key, so it is reflected here too, but it is never used as the results revision itself.
+        """
+        return self.key[:12]
 
 
 @dataclass
@@ -77,11 +85,10 @@ class Plan:
 
 
 def model_plan(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
-    ref = resolve_reference(spec.model, loaded.base_dir, loaded.path, field=f"models[{spec.name}].model")
+    resolved = resolve_model(spec, loaded.base_dir, loaded.path)
     settings = spec.model_dump(exclude={"name", "base_url_env", "api_key_env"})
-    content = content_fingerprint(ref.value) if ref.kind == "path" else f"{ref.kind}:{ref.value}"
-    key = _hash({"content": content, "settings": settings})
-    return ModelPlan(spec=spec, ref=ref, key=key)
+    key = _hash({"content": resolved.identity.content, "settings": settings, "backend": resolved.decision.to_json()})
+    return ModelPlan(spec=spec, resolved=resolved, key=key)
 
 
 def generate_step(spec: GenerateSpec, loaded: LoadedMatrix, index: int) -> GenerateStep:
@@ -127,6 +134,7 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
             instr = rt.spec.instruction
             key = _hash({
                 "model": mp.key,
+                "name": mp.spec.name,  # results are filed under it: a renamed entry must write them anew
                 "task": rt.name,
                 "subsets": rt.subsets,
                 "splits": rt.splits,

@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MTEB_CACHE", str(tmp_path_factory.getbasetemp() / "mteb-cache"))
     monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HARNESS_FINGERPRINT_MEMO", str(tmp_path_factory.getbasetemp() / "fingerprints.sqlite"))
 
 
 def shared_data() -> Path:
