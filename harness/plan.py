@@ -116,6 +116,57 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def _declared_overrides(mp: ModelPlan, tasks: list[ResolvedTask]) -> list[tuple[str, str, set[str]]]:
+    """(field, task name, sides) of every override that applies to this model entry."""
+    out = []
+    for i, rt in enumerate(tasks):
+        instr = mp.spec.task_instructions.get(rt.name, rt.spec.instruction)
+        if instr is None:
+            continue
+        field_name = (f"models[{mp.spec.name}].task_instructions.{rt.name}" if rt.name in mp.spec.task_instructions
+                      else f"tasks[{i}] (name: {rt.name}).instruction")
+        sides = {"all"} if isinstance(instr, str) else {k for k, v in instr.model_dump().items() if v is not None}
+        out.append((field_name, rt.name, sides))
+    return out
+
+
+def check_instruction_overrides(loaded: LoadedMatrix, models: list[ModelPlan], tasks: list[ResolvedTask]) -> None:
+    """An instruction the user wrote must change what is encoded; one that would be ignored is an error."""
+    from harness.instructions import is_retrieval_like
+    from harness.models.loader import instruction_mode
+
+    by_name = {rt.name: rt for rt in tasks}
+    for mp in models:
+        unknown = sorted(set(mp.spec.task_instructions) - set(by_name))
+        if unknown:
+            raise InputError(loaded.path, f"models[{mp.spec.name}].task_instructions.{unknown[0]}",
+                             "names a task that is not in this matrix", f"use one of: {', '.join(sorted(by_name))}")
+        mode = instruction_mode(mp.spec, mp.resolved.decision.backend)
+        for field_name, task_name, sides in _declared_overrides(mp, tasks):
+            rt = by_name[task_name]
+            if mode == "none":
+                raise InputError(loaded.path, field_name,
+                                 f"model {mp.spec.name!r} encodes with instructions: none "
+                                 f"({'set in the matrix' if mp.spec.instructions == 'none' else 'the default for ' + mp.resolved.decision.backend}), "
+                                 "so this instruction would be ignored",
+                                 f"set 'instructions: e5' on model {mp.spec.name!r}, or move the instruction into the "
+                                 "task_instructions of the models that use it")
+            if "document" not in sides:
+                continue
+            if is_retrieval_like(rt.task_type):
+                if mode == "e5":
+                    raise InputError(loaded.path, f"{field_name}.document",
+                                     f"model {mp.spec.name!r} uses the E5 template, which embeds {rt.task_type} documents "
+                                     "bare (one document index serves every instruction), so a document instruction "
+                                     "would be ignored", "remove 'document:' (or use a model whose saved prompts take one)")
+                continue
+            prompt_types = {getattr(getattr(rt.task, a, None), "value", None) for a in ("input1_prompt_type", "input2_prompt_type")}
+            if "document" not in prompt_types:
+                raise InputError(loaded.path, f"{field_name}.document",
+                                 f"{rt.name} ({rt.task_type}) encodes every input the same way, so a document "
+                                 "instruction would be ignored", "write the instruction as a plain string or as 'query:'")
+
+
 def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool = True) -> Plan:
     """Resolve every model and task up front so bad input fails before anything is written.
 
@@ -128,6 +179,7 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
     if load_data:
         for rt in tasks:
             rt.load()
+    check_instruction_overrides(loaded, models, tasks)
     cells: list[Cell] = []
     for mp in models:
         for rt in tasks:
