@@ -39,23 +39,37 @@ def memo_path() -> Path:
     return base / "fingerprints.sqlite"
 
 
+_CONNECTIONS: dict[Path, sqlite3.Connection | None] = {}
+
+
 def _disk_memo() -> sqlite3.Connection | None:
+    """One connection per memo file per process (opened on first use; None if unusable)."""
     path = memo_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(_SCHEMA)
+    with _LOCK:
+        if path in _CONNECTIONS:
+            return _CONNECTIONS[path]
+        conn: sqlite3.Connection | None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            logger.warning("fingerprint memo %s unusable (%s); hashing without it", path, exc)
+            conn = None
+        _CONNECTIONS[path] = conn
         return conn
-    except (OSError, sqlite3.Error) as exc:
-        logger.warning("fingerprint memo %s unusable (%s); hashing without it", path, exc)
-        return None
 
 
 def clear_process_memo() -> None:
-    """Forget per-process digests (benchmarks and tests measure the disk memo on its own)."""
+    """Forget per-process digests and memo connections: what a new process starts with (benchmarks, tests)."""
     with _LOCK:
         _MEMO.clear()
+        for conn in _CONNECTIONS.values():
+            if conn is not None:
+                conn.close()
+        _CONNECTIONS.clear()
 
 
 def file_digest(path: Path) -> str:
@@ -68,31 +82,28 @@ def file_digest(path: Path) -> str:
     if hit is not None:
         return hit
     conn = _disk_memo()
-    try:
-        if conn is not None:
-            try:
+    if conn is not None:
+        try:
+            with _LOCK:
                 row = conn.execute("SELECT sha256 FROM digests WHERE path=? AND size=? AND mtime_ns=? AND inode=?", key).fetchone()
-            except sqlite3.Error:
-                row = None
-            if row is not None:
-                with _LOCK:
-                    _MEMO[key] = row[0]
-                return str(row[0])
-        with path.open("rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        if path.stat().st_mtime_ns != st.st_mtime_ns:  # written while we read: do not remember
-            return digest
-        with _LOCK:
-            _MEMO[key] = digest
+        except sqlite3.Error:
+            row = None
+        if row is not None:
+            with _LOCK:
+                _MEMO[key] = row[0]
+            return str(row[0])
+    with path.open("rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if path.stat().st_mtime_ns != st.st_mtime_ns:  # written while we read: do not remember
+        return digest
+    with _LOCK:
+        _MEMO[key] = digest
         if conn is not None:
             try:
                 conn.execute("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?)", (*key, digest))
             except sqlite3.Error as exc:
                 logger.warning("fingerprint memo: could not record %s (%s)", path, exc)
-        return digest
-    finally:
-        if conn is not None:
-            conn.close()
+    return digest
 
 
 def _included(rel: str) -> bool:
