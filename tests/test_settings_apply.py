@@ -32,6 +32,12 @@ def test_pooling_cls_changes_the_vectors_to_the_cls_token(tmp_path: Path) -> Non
     assert np.abs(got - mean.embed(TEXTS)).max() > 1e-2
 
 
+def test_last_token_pooling_forced_onto_sentence_transformers_is_rejected(tmp_path: Path) -> None:
+    lines = f"    model: {MINILM}\n    kind: sentence-transformers\n    pooling: last-token\n"
+    result = cli("validate", str(_matrix(tmp_path, lines)))
+    assert result.exit_code == 2 and "models[x].pooling" in result.output and "decoder path" in result.output
+
+
 def _matrix(tmp_path: Path, model_lines: str, task_lines: str = "  - name: HarnessSmokeSTS\n") -> Path:
     m = tmp_path / "m.yaml"
     m.write_text(f"name: s\noutput: {tmp_path / 'run'}\nmodels:\n  - name: x\n{model_lines}tasks:\n{task_lines}")

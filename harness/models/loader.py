@@ -48,6 +48,10 @@ def resolve_model(spec: ModelSpec, base_dir: Path, source: str | Path | None = N
     if spec.pooling != "auto" and decision.backend == "openai":
         raise InputError(source, f"models[{spec.name}].pooling", "an API model's pooling is the server's",
                          "remove 'pooling:' for openai: models")
+    if spec.pooling == "last-token" and decision.backend == "sentence-transformers":
+        raise InputError(source, f"models[{spec.name}].pooling",
+                         "last-token pooling runs on the decoder path (explicit EOS), but kind: sentence-transformers is set",
+                         "remove 'kind: sentence-transformers' (auto routes it) or choose mean/cls pooling")
     return ResolvedModel(ref=ref, identity=identity, decision=decision)
 
 
