@@ -9,21 +9,20 @@ data was loaded by mteb (``task.load_data`` inside ``mteb.evaluate``), not by th
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
+import mteb
 import pytest
 from mteb.mocks.mock_tasks.clustering import MockClusteringTask
 from mteb.mocks.mock_tasks.pair_classification import MockPairClassificationTask
 from mteb.mocks.mock_tasks.reranking import MockRerankingTask
 from mteb.mocks.mock_tasks.summarization import MockSummarizationTask
 
-import mteb
-import importlib
-
-mteb_registry = importlib.import_module("mteb.get_tasks")
-
 from harness import tasks as task_registry
 from tests.helpers import cli, main_scores
+
+mteb_registry = importlib.import_module("mteb.get_tasks")  # the module (``mteb.get_tasks`` is also a function)
 
 MOCKS = [MockClusteringTask, MockPairClassificationTask, MockRerankingTask, MockSummarizationTask]
 
