@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,7 +68,9 @@ def atomic_open(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     final_mode = _target_mode(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's pid is in the name so that start-up cleanup can tell a dead writer's leftover
+    # from a temporary another live run is writing right now (see remove_stale_temporaries).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
@@ -117,13 +121,42 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, text + "\n")
 
 
+_WRITER_PID = re.compile(r"\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+LEGACY_TMP_AGE_S = 3600.0  # a temporary without a writer pid is stale once this old
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def remove_stale_temporaries(directory: Path) -> int:
-    """Delete ``.*.tmp`` leftovers of writers killed mid-write; returns how many were removed."""
+    """Delete ``.*.tmp`` leftovers of writers killed mid-write; returns how many were removed.
+
+    Only a dead writer's temporaries go: another run writing into the same folder right now keeps
+    its own (its pid, in the name, is alive). A temporary without a pid (older writers) is removed
+    once it is older than ``LEGACY_TMP_AGE_S``. Pids are per host: runs sharing a folder across
+    machines would keep each other's leftovers, never delete live ones.
+    """
     removed = 0
     if not directory.exists():
         return 0
+    now = time.time()
     for tmp in directory.rglob(".*.tmp"):
+        m = _WRITER_PID.search(tmp.name)
         try:
+            if m is not None:
+                if _writer_alive(int(m.group(1))):
+                    continue
+            elif now - tmp.stat().st_mtime < LEGACY_TMP_AGE_S:
+                continue
             tmp.unlink()
             removed += 1
         except OSError:

@@ -17,7 +17,6 @@ Usage: python benchmarks/gpu_train_probe.py [--variants anchor,compiled,...] [--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 

@@ -104,12 +104,16 @@ def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = N
         _bad_input(exc)
     gen_rows = [{"step": "generate", "name": g.spec.name, "config": str(g.config_path), "key": g.key[:20],
                  "status": "cached" if p.generate_cached(g) else "to run"} for g in p.generate]
+    backends = [{"model": mp.spec.name, "backend": mp.resolved.decision.backend, "reason": mp.resolved.decision.reason,
+                 "revision": mp.revision} for mp in p.models]
     rows = [{"model": c.model.spec.name, "task": c.task.name, "subsets": c.task.subsets, "splits": c.task.splits,
              "key": c.key[:20], "status": "cached" if p.cached(c) else "to run"} for c in p.cells]
     if as_json:
-        typer.echo(json.dumps({"output": str(p.output), "generate": gen_rows, "cells": rows}, indent=2))
+        typer.echo(json.dumps({"output": str(p.output), "models": backends, "generate": gen_rows, "cells": rows}, indent=2))
         return
     typer.echo(f"run directory: {p.output}")
+    for b in backends:
+        typer.echo(f"  model {b['model']}: backend {b['backend']} ({b['reason']}) revision={b['revision']}")
     for g in gen_rows:
         typer.echo(f"  [{g['status']:>6}] generate {g['name']} from {g['config']} key={g['key']}")
     for r in rows:

@@ -44,12 +44,14 @@ class ModelSpec(_Strict):
     model: str = Field(min_length=1)
     kind: ModelKind = "auto"
     instructions: InstructionMode = "auto"
-    pooling: Literal["auto", "last-token", "mean"] = "auto"
+    pooling: Literal["auto", "last-token", "mean", "cls"] = "auto"
+    """``auto`` keeps the model's own pooling; ``last-token`` routes to the E5 decoder path."""
     max_length: int | None = Field(default=None, gt=0)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     batch_size: int = Field(default=32, gt=0)
     normalize: bool | None = None
     revision: str | None = None
+    """Hub models only: the branch, tag or commit to load. Results revisions stay content-derived."""
     gguf_file: str | None = None
     base_url_env: str = "OPENAI_BASE_URL"
     api_key_env: str = "OPENAI_API_KEY"

@@ -8,6 +8,7 @@ free and lets one corpus serve any number of query instructions.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,11 @@ def model_facts(embedder: Embedder) -> dict[str, int | None]:
     max_tokens = getattr(model, "max_seq_length", None) or getattr(embedder, "max_length", None)
     return {"embed_dim": int(embed_dim) if embed_dim else None, "n_parameters": n_parameters,
             "max_tokens": int(max_tokens) if max_tokens else None}
+
+
+def miss_batch() -> int:
+    """Texts per model call + cache transaction (``HARNESS_MISS_BATCH`` overrides; tests use small ones)."""
+    return max(1, int(os.environ.get("HARNESS_MISS_BATCH") or _MISS_BATCH))
 
 
 def build_model_meta(name: str, revision: str, embedder: Embedder) -> ModelMeta:
@@ -76,8 +82,9 @@ class CachedEncoder(AbsEncoder):
         items = list(missing.items())
         bar = tqdm(total=len(items), desc=f"encode {label}", unit="text", disable=not self.show_progress or not items,
                    leave=False)
-        for start in range(0, len(items), _MISS_BATCH):
-            chunk = items[start : start + _MISS_BATCH]
+        step = miss_batch()
+        for start in range(0, len(items), step):
+            chunk = items[start : start + step]
             vecs = self.embedder.embed([t for _, t in chunk], prefix)
             self.cache.put_many([k for k, _ in chunk], vecs)
             for (k, _), v in zip(chunk, vecs):

@@ -83,8 +83,9 @@ def instruction_overrides(plan: Plan, mp: ModelPlan) -> dict[str, dict[str, str]
 
 
 def _weights_key(mp: ModelPlan) -> str:
-    """Entries that differ only in name, revision or instructions share one loaded model."""
-    return json.dumps(mp.spec.model_dump(exclude={"name", "revision", "instructions", "task_instructions"}), sort_keys=True, default=str)
+    """Entries that differ only in name or instructions share one loaded model (a hub pin is part of the content)."""
+    settings = mp.spec.model_dump(exclude={"name", "revision", "instructions", "task_instructions"})
+    return json.dumps({"content": mp.resolved.identity.content, **settings}, sort_keys=True, default=str)
 
 
 def _evaluate_cell(cell: Cell, encoder: CachedEncoder, plan: Plan, store: ArtifactStore, embedder: Any,
@@ -108,7 +109,8 @@ def _evaluate_cell(cell: Cell, encoder: CachedEncoder, plan: Plan, store: Artifa
     provenance = {
         **environment(),
         "model": {"name": cell.model.spec.name, "reference": cell.model.spec.model, "revision": cell.model.revision,
-                  "fingerprint": embedder.fingerprint, "encode": embedder.describe()},
+                  "fingerprint": embedder.fingerprint, "encode": embedder.describe(),
+                  "content": cell.model.resolved.identity.content, "backend": cell.model.resolved.decision.to_json()},
         "instructions": {"mode": policy.mode, "prefixes": sorted(encoder.prefixes_seen)},
         "task": {"name": rt.name, "type": rt.task_type, "subsets": rt.subsets, "splits": rt.splits,
                  "data": str(rt.data_dir) if rt.data_dir else "hub", "data_fingerprint": rt.data_fingerprint(),
@@ -185,14 +187,15 @@ def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = Non
                 bar.set_postfix_str(f"loading {mp.spec.name}")
                 wkey = _weights_key(mp)
                 if wkey not in embedders:
-                    embedders[wkey] = load_embedder(mp.spec, plan.loaded.base_dir, plan.loaded.path, device=device)
+                    embedders[wkey] = load_embedder(mp.spec, plan.loaded.base_dir, plan.loaded.path, device=device,
+                                                    resolved=mp.resolved)
                 embedder = embedders[wkey]
             except Exception as exc:  # the model is unusable: every cell of it fails, others go on
                 for c in todo:
                     report.outcomes.append(_fail(plan, c, exc))
                     bar.update(1)
                 continue
-            mode = instruction_mode(mp.spec, embedder)
+            mode = instruction_mode(mp.spec, mp.resolved.decision.backend)
             policy = InstructionPolicy(mode=mode, overrides=instruction_overrides(plan, mp),  # type: ignore[arg-type]
                                        model_prompts=getattr(embedder, "model_prompts", {}) or {})
             encoder = CachedEncoder(embedder, cache, policy, build_model_meta(mp.spec.name, mp.revision, embedder),

@@ -6,6 +6,11 @@ input for the other task types. Task strings default to mteb's ``TaskMetadata.pr
 mteb's own resolution, so a task without one gets mteb's per-type default), and a matrix may
 override them per task. ``trainers/`` imports :func:`e5_prefix` so training and evaluation can
 never drift apart.
+
+Overrides written in the matrix always apply, or the planner rejects them with the reason
+(:func:`harness.plan.check_instruction_overrides`): in ``e5`` mode they are task strings put into
+the template; in ``model-prompts`` mode they replace the model's saved prompt verbatim (for
+retrieval, a plain string or ``query:`` on queries, ``document:`` on documents).
 """
 
 from __future__ import annotations
@@ -44,14 +49,29 @@ class InstructionPolicy:
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> {query|document|all: str}
     model_prompts: dict[str, str] = field(default_factory=dict)
 
-    def task_string(self, task_metadata: Any, prompt_type: Any) -> str:
-        """The task instruction: a matrix override, else ``TaskMetadata.prompt``, else mteb's default."""
+    def override(self, task_metadata: Any, prompt_type: Any) -> str | None:
+        """The matrix's override for this side, if any.
+
+        mteb encodes non-retrieval inputs with no prompt type: they take ``query:`` (the one
+        instruction of a symmetric task) or the plain string. Retrieval documents take only an
+        explicit ``document:`` (a plain string is the query instruction).
+        """
         kind = getattr(prompt_type, "value", prompt_type)
         override = self.overrides.get(task_metadata.name, {})
         if kind in override:
             return override[kind]
-        if "all" in override:
-            return override["all"]
+        if kind == "document" and is_retrieval_like(task_metadata.type):
+            return None
+        if kind is None and "query" in override:
+            return override["query"]
+        return override.get("all")
+
+    def task_string(self, task_metadata: Any, prompt_type: Any) -> str:
+        """The task instruction: a matrix override, else ``TaskMetadata.prompt``, else mteb's default."""
+        kind = getattr(prompt_type, "value", prompt_type)
+        override = self.override(task_metadata, prompt_type)
+        if override is not None:
+            return override
         prompt = task_metadata.prompt
         if isinstance(prompt, dict):
             prompt = prompt.get(kind or "query") or prompt.get("query")
@@ -67,6 +87,10 @@ class InstructionPolicy:
             return ""
         if self.mode == "model-prompts":
             from mteb.models.abs_encoder import get_prompt_name
+
+            override = self.override(task_metadata, prompt_type)
+            if override is not None:
+                return override
 
             name = get_prompt_name(self.model_prompts or None, task_metadata, prompt_type)
             return self.model_prompts.get(name, "") if name else ""

@@ -16,8 +16,8 @@ from typing import Any
 
 from harness.config import GenerateSpec, LoadedMatrix, ModelSpec
 from harness.errors import InputError
-from harness.models.fingerprint import content_fingerprint
-from harness.models.reference import ModelReference, resolve_reference
+from harness.models.loader import ResolvedModel, resolve_model
+from harness.models.reference import ModelReference
 from harness.preflight import check_api_keys, check_cache_dir, check_output_dir
 from harness.store import ArtifactStore
 from harness.tasks import ResolvedTask, resolve_task
@@ -34,13 +34,21 @@ def _hash(obj: Any) -> str:
 @dataclass
 class ModelPlan:
     spec: ModelSpec
-    ref: ModelReference
+    resolved: ResolvedModel
     key: str
 
     @property
+    def ref(self) -> ModelReference:
+        return self.resolved.ref
+
+    @property
     def revision(self) -> str:
-        """Changes whenever weights or encode settings change, so results never collide."""
-        return self.spec.revision or self.key[:12]
+        """Content-derived: changes whenever weights or encode settings change, so results never collide.
+
+        ``revision:`` in the matrix pins which hub commit is loaded; the resolved commit is part of
+        the key, so it is reflected here too, but it is never used as the results revision itself.
+        """
+        return self.key[:12]
 
 
 @dataclass
@@ -78,11 +86,10 @@ class Plan:
 
 
 def model_plan(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
-    ref = resolve_reference(spec.model, loaded.base_dir, loaded.path, field=f"models[{spec.name}].model")
+    resolved = resolve_model(spec, loaded.base_dir, loaded.path)
     settings = spec.model_dump(exclude={"name", "base_url_env", "api_key_env"})
-    content = content_fingerprint(ref.value) if ref.kind == "path" else f"{ref.kind}:{ref.value}"
-    key = _hash({"content": content, "settings": settings})
-    return ModelPlan(spec=spec, ref=ref, key=key)
+    key = _hash({"content": resolved.identity.content, "settings": settings, "backend": resolved.decision.to_json()})
+    return ModelPlan(spec=spec, resolved=resolved, key=key)
 
 
 def generate_step(spec: GenerateSpec, loaded: LoadedMatrix, index: int) -> GenerateStep:
@@ -110,6 +117,57 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def _declared_overrides(mp: ModelPlan, tasks: list[ResolvedTask]) -> list[tuple[str, str, set[str]]]:
+    """(field, task name, sides) of every override that applies to this model entry."""
+    out = []
+    for i, rt in enumerate(tasks):
+        instr = mp.spec.task_instructions.get(rt.name, rt.spec.instruction)
+        if instr is None:
+            continue
+        field_name = (f"models[{mp.spec.name}].task_instructions.{rt.name}" if rt.name in mp.spec.task_instructions
+                      else f"tasks[{i}] (name: {rt.name}).instruction")
+        sides = {"all"} if isinstance(instr, str) else {k for k, v in instr.model_dump().items() if v is not None}
+        out.append((field_name, rt.name, sides))
+    return out
+
+
+def check_instruction_overrides(loaded: LoadedMatrix, models: list[ModelPlan], tasks: list[ResolvedTask]) -> None:
+    """An instruction the user wrote must change what is encoded; one that would be ignored is an error."""
+    from harness.instructions import is_retrieval_like
+    from harness.models.loader import instruction_mode
+
+    by_name = {rt.name: rt for rt in tasks}
+    for mp in models:
+        unknown = sorted(set(mp.spec.task_instructions) - set(by_name))
+        if unknown:
+            raise InputError(loaded.path, f"models[{mp.spec.name}].task_instructions.{unknown[0]}",
+                             "names a task that is not in this matrix", f"use one of: {', '.join(sorted(by_name))}")
+        mode = instruction_mode(mp.spec, mp.resolved.decision.backend)
+        for field_name, task_name, sides in _declared_overrides(mp, tasks):
+            rt = by_name[task_name]
+            if mode == "none":
+                raise InputError(loaded.path, field_name,
+                                 f"model {mp.spec.name!r} encodes with instructions: none "
+                                 f"({'set in the matrix' if mp.spec.instructions == 'none' else 'the default for ' + mp.resolved.decision.backend}), "
+                                 "so this instruction would be ignored",
+                                 f"set 'instructions: e5' on model {mp.spec.name!r}, or move the instruction into the "
+                                 "task_instructions of the models that use it")
+            if "document" not in sides:
+                continue
+            if is_retrieval_like(rt.task_type):
+                if mode == "e5":
+                    raise InputError(loaded.path, f"{field_name}.document",
+                                     f"model {mp.spec.name!r} uses the E5 template, which embeds {rt.task_type} documents "
+                                     "bare (one document index serves every instruction), so a document instruction "
+                                     "would be ignored", "remove 'document:' (or use a model whose saved prompts take one)")
+                continue
+            prompt_types = {getattr(getattr(rt.task, a, None), "value", None) for a in ("input1_prompt_type", "input2_prompt_type")}
+            if "document" not in prompt_types:
+                raise InputError(loaded.path, f"{field_name}.document",
+                                 f"{rt.name} ({rt.task_type}) encodes every input the same way, so a document "
+                                 "instruction would be ignored", "write the instruction as a plain string or as 'query:'")
+
+
 def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool = True) -> Plan:
     """Resolve every model and task up front so bad input fails before anything is written.
 
@@ -126,12 +184,14 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
     if load_data:
         for rt in tasks:
             rt.load()
+    check_instruction_overrides(loaded, models, tasks)
     cells: list[Cell] = []
     for mp in models:
         for rt in tasks:
             instr = rt.spec.instruction
             key = _hash({
                 "model": mp.key,
+                "name": mp.spec.name,  # results are filed under it: a renamed entry must write them anew
                 "task": rt.name,
                 "subsets": rt.subsets,
                 "splits": rt.splits,

@@ -9,11 +9,12 @@ run paired significance tests.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
-from atomicio import atomic_write_json
+from atomicio import atomic_write_json, strict_json_value
 
 
 def model_dir_name(model_name: str) -> str:
@@ -73,17 +74,37 @@ def task_result_json(task_result: Any, provenance: dict[str, Any]) -> dict[str, 
     return obj
 
 
+def ensure_model_meta(folder: Path, model_meta: Any) -> Path:
+    """Write ``model_meta.json`` only when it is missing or says something else.
+
+    The file is shared by every task of a model revision, so it is not any one step's output:
+    steps do not list it in their manifests (a change to it must not invalidate its siblings),
+    and an unchanged file is not rewritten by each cell or by a concurrent run.
+    """
+    meta_path = folder / "model_meta.json"
+    text = json.dumps(strict_json_value(model_meta.to_dict()), sort_keys=True)
+    try:
+        current = json.dumps(json.loads(meta_path.read_text(encoding="utf-8")), sort_keys=True)
+    except (OSError, ValueError):
+        current = None
+    if current != text:
+        atomic_write_json(meta_path, model_meta.to_dict())
+    return meta_path
+
+
 def write_task_result(folder: Path, task_result: Any, provenance: dict[str, Any], model_meta: Any,
                       per_query: dict[str, Any] | None) -> list[Path]:
-    """Write per-query scores and model meta first and the task file last; return written paths."""
+    """Write per-query scores and model meta first and the task file last.
+
+    Returns the step's own outputs (for its manifest): the task file and per-query scores, not the
+    shared ``model_meta.json``.
+    """
     written: list[Path] = []
     if per_query is not None:
         pq = folder / "per_query" / f"{task_result.task_name}.json"
         atomic_write_json(pq, per_query)
         written.append(pq)
-    meta_path = folder / "model_meta.json"
-    atomic_write_json(meta_path, model_meta.to_dict())
-    written.append(meta_path)
+    ensure_model_meta(folder, model_meta)
     path = folder / f"{task_result.task_name}.json"
     atomic_write_json(path, task_result_json(task_result, provenance))
     written.append(path)

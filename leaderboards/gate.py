@@ -7,8 +7,11 @@ Decisions (documented in docs/leaderboards.md):
   regression unless ``allow_missing`` matches it. Against a shipped reference model (hundreds of
   tasks) only the scores the candidate has are compared, and ``require_tasks`` names tasks that must
   be present. Scores only the candidate has are listed, never failed.
-- Where both sides kept per-query scores, a drop beyond tolerance must also be significant in a
-  paired test over queries; otherwise it is reported as "not significant" and does not fail.
+- Where both sides kept per-query scores, a drop beyond tolerance must also be significant: a
+  one-sided paired test over queries of "the drop exceeds the tolerance" (H0: mean drop <= tolerance),
+  with Holm's correction over every score of the gate that has per-query scores on both sides, so the
+  chance of failing a good candidate anywhere is at most alpha. Otherwise it is reported as
+  "not significant" and does not fail.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import BaseModel
 from leaderboards.errors import LeaderboardInputError
 from leaderboards.per_query import per_query_scores
 from leaderboards.scores import ModelResults, ScoreKey
-from leaderboards.significance import paired_test
+from leaderboards.significance import holm_adjust, paired_test
 
 Status = Literal["regressed", "nan", "missing", "not_significant", "missing_allowed", "ok", "improved", "new"]
 FAILING: frozenset[str] = frozenset({"regressed", "nan", "missing"})
@@ -70,6 +73,7 @@ class PairedTestSummary(BaseModel):
     ci_low: float
     ci_high: float
     p_value: float
+    p_adjusted: float | None = None  # Holm-adjusted over the gate's tested scores; the decision uses it
 
 
 class Comparison(BaseModel):
@@ -96,7 +100,7 @@ def compare(
             )
     else:
         keys = sorted(baseline.scores)
-    out = [_compare_one(key, baseline, candidate, policy) for key in keys]
+    out = _decide([_compare_one(key, baseline, candidate, policy) for key in keys], policy)
     out += [Comparison(task=k.task, split=k.split, subset=k.subset, status="new", candidate=candidate.scores[k],
                        tolerance=policy.tolerance(k)) for k in sorted(set(candidate.scores) - set(baseline.scores))]
     for pattern in policy.require_tasks:
@@ -107,27 +111,46 @@ def compare(
     return out
 
 
-def _compare_one(key: ScoreKey, baseline: ModelResults, candidate: ModelResults, policy: GatePolicy) -> Comparison:
+def _decide(compared: list[tuple[Comparison, bool]], policy: GatePolicy) -> list[Comparison]:
+    """Holm over the family of scores with per-query data on both sides.
+
+    Members not beyond tolerance enter with p = 1 (their one-sided p is >= ~0.5 anyway), which
+    keeps the family what it is (every tested score) without resampling them.
+    """
+    out = [c for c, _ in compared]
+    family = [i for i, (c, testable) in enumerate(compared) if testable]
+    raw = [out[i].paired_test.p_value if out[i].paired_test is not None else 1.0 for i in family]  # type: ignore[union-attr]
+    for i, adj in zip(family, holm_adjust(raw)):
+        c = out[i]
+        if c.paired_test is None:
+            continue
+        status: Status = "regressed" if adj < policy.alpha else "not_significant"
+        out[i] = c.model_copy(update={"status": status, "paired_test": c.paired_test.model_copy(update={"p_adjusted": adj})})
+    return out
+
+
+def _compare_one(key: ScoreKey, baseline: ModelResults, candidate: ModelResults,
+                 policy: GatePolicy) -> tuple[Comparison, bool]:
+    """One score's comparison and whether it belongs to the Holm family (per-query scores on both sides)."""
     base = baseline.scores[key]
     tol = policy.tolerance(key)
     common = dict(task=key.task, split=key.split, subset=key.subset, baseline=base, tolerance=tol)
     if key in candidate.nan_scores:  # evaluated, but mteb produced NaN: broken, not absent
         return Comparison(status="nan", candidate=float("nan"), **common)
     if key not in candidate.scores:
-        return Comparison(status="missing_allowed" if policy.missing_allowed(key) else "missing", **common)
+        return Comparison(status="missing_allowed" if policy.missing_allowed(key) else "missing", **common), False
     cand = candidate.scores[key]
     delta = cand - base
-    if delta >= -tol - 1e-12:
-        return Comparison(status="improved" if delta > tol else "ok", candidate=cand, delta=delta, **common)
-    summary = None
     base_q, cand_q = per_query_scores(baseline, key), per_query_scores(candidate, key)
-    if base_q is not None and cand_q is not None:
-        result = paired_test(base_q, cand_q, n_resamples=policy.n_resamples, seed=policy.seed)
+    testable = base_q is not None and cand_q is not None
+    if delta >= -tol - 1e-12:
+        return Comparison(status="improved" if delta > tol else "ok", candidate=cand, delta=delta, **common), testable
+    summary = None
+    if testable:
+        result = paired_test(base_q, cand_q, tolerance=tol, alternative="less",  # type: ignore[arg-type]
+                             n_resamples=policy.n_resamples, seed=policy.seed)
         if result is not None:
             summary = PairedTestSummary(n_queries=result.n_queries, mean_delta=result.mean_delta,
                                         ci_low=result.ci_low, ci_high=result.ci_high, p_value=result.p_value)
-    if summary is not None and summary.p_value >= policy.alpha:
-        status: Status = "not_significant"
-    else:
-        status = "regressed"
-    return Comparison(status=status, candidate=cand, delta=delta, paired_test=summary, **common)
+    # with a summary, _decide sets regressed / not_significant after Holm; without one a drop beyond tolerance fails
+    return Comparison(status="regressed", candidate=cand, delta=delta, paired_test=summary, **common), summary is not None

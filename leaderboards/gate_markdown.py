@@ -25,7 +25,8 @@ def _test_cell(c: Comparison) -> str:
     t = c.paired_test
     if t is None:
         return "n/a (no per-query scores)" if c.status in ("regressed", "not_significant") else ""
-    return (f"p={t.p_value:.3f}, n={t.n_queries}, 95% CI [{signed_points(t.ci_low)}, {signed_points(t.ci_high)}]")
+    adj = f" (Holm {t.p_adjusted:.3f})" if t.p_adjusted is not None else ""
+    return (f"p={t.p_value:.3f}{adj}, n={t.n_queries}, 95% CI [{signed_points(t.ci_low)}, {signed_points(t.ci_high)}]")
 
 
 def _table(rows: list[Comparison]) -> list[str]:
@@ -50,8 +51,9 @@ def render_gate_markdown(
         f"**Baseline:** {baseline}  ",
         f"**Tolerance:** a main score may drop by at most {100 * policy.max_drop:.2f} points "
         f"({policy.max_drop:g} on MTEB's 0–1 scale)" + (f"; overrides: {overrides}" if overrides else "") + ".  ",
-        f"**Noise:** where both runs kept per-query scores, a drop must also be significant in a paired "
-        f"sign-flip permutation test over queries (α={policy.alpha:g}, {policy.n_resamples} resamples, seed {policy.seed}).",
+        f"**Noise:** where both runs kept per-query scores, the drop must also exceed the tolerance significantly: "
+        f"one-sided paired sign-flip permutation test over queries on tolerance-shifted differences, Holm-corrected "
+        f"across the gate's scores (α={policy.alpha:g}, {policy.n_resamples} resamples, seed {policy.seed}).",
         "",
         "| " + " | ".join(STATUS_TEXT[s] for s in _ORDER) + " |",
         "|" + "---:|" * len(_ORDER),

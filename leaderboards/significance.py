@@ -1,15 +1,23 @@
-"""Paired tests over queries: is a drop in a mean score more than query-level noise?
+"""Paired tests over queries: does a drop in a mean score exceed the tolerance beyond query-level noise?
 
-Both runs score the same queries, so the test works on per-query differences: a sign-flip
-permutation test for the p-value (exact in spirit for paired data, no distributional assumption;
-the usual choice in IR evaluation) and a percentile bootstrap for a confidence interval. Both are
+Both runs score the same queries, so the test works on per-query differences ``d = cand - base``:
+a sign-flip permutation test for the p-value (no distributional assumption beyond symmetry under
+the null; the usual choice in IR evaluation) and a percentile bootstrap for a confidence interval.
+
+The gate's question is not "did anything change" (a two-sided test at Δ = 0 says yes to any real
+but harmless drop of 0.2 points) but "is the drop larger than the tolerance": H0 ``mean(d) >= -tol``
+against H1 ``mean(d) < -tol``, tested one-sided on the shifted differences ``d + tol`` (at the null
+boundary they are centred on zero). :func:`holm_adjust` then controls the chance of *any* false
+failure across the many scores of one gate (MIRACL languages, BEIR datasets). All resampling is
 seeded so that a CI verdict never flips between re-runs of the same numbers. numpy only.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -31,21 +39,26 @@ def paired_test(
     baseline: dict[str, float],
     candidate: dict[str, float],
     *,
+    tolerance: float = 0.0,
+    alternative: Literal["less", "two-sided"] = "less",
     n_resamples: int = 10_000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> PairedTestResult | None:
-    """Two-sided paired permutation test and bootstrap CI on queries both runs scored.
+    """Paired permutation test of ``mean(cand - base) < -tolerance`` and a bootstrap CI of the mean difference.
 
-    Queries without a finite score on both sides are left out. Returns None when fewer than two
-    queries remain: there is nothing to test.
+    ``alternative="less"`` (the gate's test) is one-sided on ``d + tolerance``; ``"two-sided"``
+    tests ``|mean(d + tolerance)| > 0``. Queries without a finite score on both sides are left
+    out. Returns None when fewer than two queries remain: there is nothing to test.
     """
     shared = sorted(q for q in set(baseline) & set(candidate)
                     if math.isfinite(baseline[q]) and math.isfinite(candidate[q]))
     if len(shared) < 2:
         return None
     diffs = np.array([candidate[q] - baseline[q] for q in shared], dtype=np.float64)
+    shifted = diffs + tolerance
     observed = float(diffs.mean())
+    observed_shifted = float(shifted.mean())
     rng = np.random.default_rng(seed)
     n = diffs.size
     chunk = max(1, min(n_resamples, 4_000_000 // n))  # bound memory for large query sets
@@ -55,8 +68,11 @@ def paired_test(
     while done < n_resamples:
         size = min(chunk, n_resamples - done)
         signs = rng.integers(0, 2, size=(size, n), dtype=np.int8) * 2 - 1
-        permuted = np.abs((signs * diffs).mean(axis=1))
-        extreme += int(np.count_nonzero(permuted >= abs(observed) - 1e-12))
+        permuted = (signs * shifted).mean(axis=1)
+        if alternative == "less":
+            extreme += int(np.count_nonzero(permuted <= observed_shifted + 1e-12))
+        else:
+            extreme += int(np.count_nonzero(np.abs(permuted) >= abs(observed_shifted) - 1e-12))
         idx = rng.integers(0, n, size=(size, n))
         boot_means.append(diffs[idx].mean(axis=1))
         done += size
@@ -65,3 +81,20 @@ def paired_test(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(boots, [tail, 1.0 - tail])
     return PairedTestResult(n, observed, float(low), float(high), float(p_value), confidence)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: reject where adjusted < alpha keeps P(any false rejection) <= alpha.
+
+    Valid under any dependence between the tests (the scores of one gate share a model and often
+    queries' topics), unlike Benjamini-Hochberg's FDR, and a gate fails on *any* regression, so the
+    family-wise error is the rate that matters.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 SMOKE_MATRIX = REPO / "harness" / "example_matrices" / "smoke.yaml"
@@ -20,14 +22,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MTEB_CACHE", str(tmp_path_factory.getbasetemp() / "mteb-cache"))
     monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HARNESS_FINGERPRINT_MEMO", str(tmp_path_factory.getbasetemp() / "fingerprints.sqlite"))
 
 
 def shared_data() -> Path:
     """The real datasets; absent on a user's machine (skip), but never allowed to be absent in CI."""
-    if not SHARED_DATA.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide {SHARED_DATA} (the real evaluation datasets)")
-        pytest.skip(f"real datasets not found at {SHARED_DATA} (they ship beside the repo as ../shared/data)")
+    require(SHARED_DATA.is_dir(), f"{SHARED_DATA} (the real evaluation datasets, shipped beside the repo as ../shared/data)")
     return SHARED_DATA
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 
@@ -35,3 +37,16 @@ def main_scores(run_dir: Path) -> dict[tuple[str, str, str, str], float]:
             for row in rows:
                 out[(f.parts[-3], obj["task_name"], split, row["hf_subset"])] = row["main_score"]
     return out
+
+
+def require(available: bool, what: str) -> None:
+    """Skip on a user's machine when an optional dependency is absent; in CI (``CI`` set) fail instead.
+
+    A CI run that silently skips the browser, xgrammar or the real-data tests proves nothing about
+    them, so there a missing dependency is a failure.
+    """
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide {what}")
+    pytest.skip(f"{what} not available")

@@ -37,11 +37,13 @@ def test_every_encoded_text_ends_with_eos(smol) -> None:
         smol.tokenizer.padding_side = side
         batch = smol.tokenize(TEXTS)
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        for row in range(len(TEXTS)):
+        for row, text in enumerate(TEXTS):
             attended = ids[row][mask[row].bool()].tolist()
-            assert attended[-1] == eos, (side, row)
-            assert attended[:-1].count(eos) <= 1  # only a literal '<|im_end|>' in the text itself
-            assert len(attended) <= 128
+            plain = smol.tokenizer(text, add_special_tokens=True)["input_ids"]
+            if plain[-1:] == [eos]:  # the text's own literal '<|im_end|>' is the one EOS, not a second
+                plain = plain[:-1]
+            assert attended == plain[:127] + [eos], (side, row)  # the text's tokens, then exactly one EOS
+            assert attended.count(eos) == 1, (side, row)
     smol.tokenizer.padding_side = "right"
 
 
@@ -69,3 +71,22 @@ def test_fingerprint_records_special_token_behaviour(smol) -> None:
     assert d["eos"] == "appended explicitly" and d["pooling"] == "last-token"
     assert d["tokenizer"]["eos_token"] == "<|im_end|>"
     assert d["tokenizer"]["adds_eos"] is False
+
+
+def test_fingerprint_separates_gguf_files_of_one_folder(smol, tmp_path) -> None:
+    """Two quantizations side by side are two models: their fingerprints (cache keys) must differ."""
+    import os
+    from pathlib import Path
+
+    source = next(Path(smol.ref.value).glob("*.gguf"))
+    for name in ("model.Q4_1.gguf", "model.Q8_0.gguf"):
+        try:
+            os.link(source, tmp_path / name)
+        except OSError:
+            __import__("shutil").copyfile(source, tmp_path / name)
+    fps = set()
+    for name in ("model.Q4_1.gguf", "model.Q8_0.gguf"):
+        emb = load_embedder(ModelSpec(name="q", model=str(tmp_path), gguf_file=name, max_length=128, batch_size=4), tmp_path)
+        assert emb.content.startswith(f"gguf:{name}:")
+        fps.add(emb.fingerprint)
+    assert len(fps) == 2 and smol.fingerprint not in fps

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import require
 import yaml
 
 from generators.commands import generate
@@ -32,7 +36,7 @@ def _config(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_offline_smollm2_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("xgrammar")
+    require(importlib.util.find_spec("xgrammar") is not None, "xgrammar (pip install --no-deps xgrammar apache-tvm-ffi)")
     cfg = _config(tmp_path)
     out = tmp_path / "out"
     t0 = time.perf_counter()

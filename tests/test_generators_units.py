@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import require
 import yaml
 
 from generators.backends.base import CallOutcome, ChatRequest
@@ -115,8 +117,8 @@ def test_contamination_filter_on_local_eval_data(tmp_path: Path) -> None:
     assert not f.is_contaminated("vitamin d lowers the risk")
 
 
-@pytest.mark.skipif(not SCIFACT.exists(), reason="shared/data/scifact not present")
 def test_contamination_filter_on_scifact() -> None:
+    require(SCIFACT.exists(), f"{SCIFACT} (shared/data/scifact)")
     f = ContaminationFilter([SCIFACT])
     assert len(f) > 5000
     assert f.is_contaminated("0-DIMENSIONAL biomaterials   lack inductive properties.")

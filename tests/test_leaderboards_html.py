@@ -11,13 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require
+
 from leaderboards.commands import report
 from leaderboards_fixtures import MINILM, write_run
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install -y chromium)"
-)
+needs_chromium = pytest.mark.usefixtures("chromium_required")
+
+
+@pytest.fixture
+def chromium_required() -> None:
+    require(CHROMIUM is not None, "headless Chromium (Debian: apt-get install -y chromium)")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require
+
 from leaderboards.build_reference import RESULTS_COMMIT, ISSUE_MODELS, build, main, preference
 from leaderboards.errors import LeaderboardInputError
 from leaderboards.reference import load_reference, load_reference_file, packaged_reference_path, resolve_names
@@ -16,10 +18,12 @@ from leaderboards.scores import ScoreKey
 from leaderboards_fixtures import MINILM, MINILM_REVISION, MINILM_SCORES, SHARED_DATA, write_run
 
 REFERENCE_DIR = SHARED_DATA / "reference_scores"
-needs_shared = pytest.mark.skipif(
-    not (REFERENCE_DIR / "mteb_reference_scores.csv").is_file(),
-    reason=f"../shared/data/reference_scores not found at {REFERENCE_DIR.resolve()} (the project's read-only data checkout)",
-)
+needs_shared = pytest.mark.usefixtures("shared_required")
+
+
+@pytest.fixture
+def shared_required() -> None:
+    require((REFERENCE_DIR / "mteb_reference_scores.csv").is_file(), "../shared/data/reference_scores (the project's read-only data checkout)")
 
 
 def test_packaged_reference_has_the_issue_models_with_provenance() -> None:

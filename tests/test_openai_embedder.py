@@ -41,9 +41,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).log.append({"path": self.path, "n": len(body["input"]), "auth": self.headers.get("Authorization")})
+        entry = {"path": self.path, "n": len(body["input"]), "input": body["input"],
+                 "auth": self.headers.get("Authorization"), "status": 200}
+        type(self).log.append(entry)
         if type(self).fail_next_with_429:
             type(self).fail_next_with_429 -= 1
+            entry["status"] = 429
             self.send_response(429)
             self.send_header("Retry-After", "0")
             self.send_header("Content-Type", "application/json")
@@ -92,7 +95,12 @@ def test_openai_endpoint_runs_a_matrix(server, tmp_path: Path, smoke_copy: Path,
     assert api[("HarnessSmokeRetrieval", "test", "en")] > 0.5
     assert handler.log[0]["auth"] == f"Bearer {SECRET}"
     assert max(entry["n"] for entry in handler.log) <= 7
-    assert sum(1 for e in handler.log) >= 2  # the 429 was retried
+    # the 429 was retried: exactly one request was refused, and the next one re-sent the same batch
+    refused = [i for i, e in enumerate(handler.log) if e["status"] == 429]
+    assert refused == [0]
+    assert handler.log[1]["status"] == 200 and handler.log[1]["input"] == handler.log[0]["input"]
+    answered = [tuple(e["input"]) for e in handler.log if e["status"] == 200]
+    assert len(answered) == len(set(answered)), "no batch was sent twice except the refused one"
     for f in (tmp_path / "run").rglob("*"):
         if f.is_file() and f.suffix in {".json", ".log"}:
             assert SECRET not in f.read_text(), f"API key leaked into {f}"

@@ -7,7 +7,6 @@ the smoke run's HTML report (default baselines) rendered by headless Chromium.""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import struct

@@ -117,10 +117,7 @@ def test_export_is_the_trained_model(trained_smollm2: tuple[Path, dict]) -> None
     assert int((feats["input_ids"][0, : last[0] + 1] == eos).sum()) == 1  # exactly one: no stray EOS
 
     # the trainer's own encoder, rebuilt from the trained state, on the same texts
-    from trainers.backbone import load_tokenizer, resolve_base
     from trainers.encoder import TextEncoder
-    from trainers.export import rebuild_trained_backbone
-    from trainers.config import LoraSpec
     from peft import PeftModel
     from transformers import AutoModel
 

@@ -1,9 +1,14 @@
 """Decoder LLMs as embedders, the E5-mistral way: last-token pooling on an explicit EOS.
 
 Newer tokenizers silently stopped appending EOS, and with EOS == PAD (SmolLM2, many Llama
-derivatives) looking the EOS up by id finds padding instead. So: tokenize without trusting the
-tokenizer's EOS, strip one it may have added, append ``eos_token_id`` ourselves, and pool the
-last *attended* position found from the attention mask (correct for left and right padding).
+derivatives) looking the EOS up by id finds padding instead. So: every text ends in exactly one
+EOS (appended by us when the tokenizer does not add it; when it does, as in an E5-style
+sentence-transformers export, its ids are kept exactly as ``SentenceTransformer(dir)`` would
+produce them, no token shorter), and the pooled position is the last *attended* one, found from
+the attention mask (correct for left and right padding).
+
+``pooling`` may also be ``mean`` (over attended positions) or ``cls`` (the first attended
+position) for experiments; ``last-token`` is the E5 recipe.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from harness.models.base import EncodeCounter, fingerprint_of
-from harness.models.fingerprint import content_fingerprint
+from harness.models.identity import model_identity
 from harness.models.reference import ModelReference
 from harness.models.sentence_transformer import _tokenizer_behaviour
 
-DECODER_CODE_VERSION = "1"  # bump when tokenisation or pooling code changes: invalidates cached vectors
+DECODER_CODE_VERSION = "2"  # bump when tokenisation or pooling code changes: invalidates cached vectors
 
 
 def last_token_indices(attention_mask: Any) -> Any:
@@ -32,9 +37,13 @@ class DecoderEmbedder:
         name: str,
         ref: ModelReference,
         *,
+        content: str | None = None,
         gguf_file: str | None = None,
+        revision: str | None = None,
+        subfolder: str = "",
         dtype: str = "float32",
         max_length: int = 512,
+        pooling: str = "last-token",
         batch_size: int = 8,
         normalize: bool = True,
         padding_side: str = "right",
@@ -48,10 +57,17 @@ class DecoderEmbedder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.normalize = normalize
+        if pooling not in ("last-token", "mean", "cls"):
+            raise ValueError(f"pooling {pooling!r} is not one of last-token, mean, cls")
+        self.pooling = pooling
         self.dtype = dtype
         self.torch_dtype = getattr(torch, dtype)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        if revision:
+            kwargs["revision"] = revision
+        if subfolder:
+            kwargs["subfolder"] = subfolder
         self.tokenizer = AutoTokenizer.from_pretrained(ref.value, **kwargs)
         self.tokenizer.padding_side = padding_side
         if self.tokenizer.eos_token_id is None:
@@ -61,16 +77,16 @@ class DecoderEmbedder:
         self.model = AutoModel.from_pretrained(ref.value, dtype=self.torch_dtype, **kwargs).to(self.device).eval()
         self.counter = EncodeCounter()
         self.similarity = "cosine"
-        if ref.path:
-            content = content_fingerprint(ref.value)
-        else:
-            content = f"hub:{ref.value}@{getattr(self.model.config, '_commit_hash', None) or 'unknown'}"
+        self.adds_eos = bool(_tokenizer_behaviour(self.tokenizer)["adds_eos"])
+        if content is None:
+            content = model_identity(ref, gguf_file=gguf_file, revision=revision).content
+        self.content = content
         self.fingerprint = fingerprint_of({"backend": "decoder-last-token", "code": DECODER_CODE_VERSION, "content": content, **self._settings()})
 
     def _settings(self) -> dict[str, Any]:
         return {
-            "pooling": "last-token",
-            "eos": "appended explicitly",
+            "pooling": self.pooling,
+            "eos": "added by the tokenizer" if self.adds_eos else "appended explicitly",
             "eos_token_id": int(self.tokenizer.eos_token_id),
             "max_length": self.max_length,
             "dtype": self.dtype,
@@ -79,8 +95,17 @@ class DecoderEmbedder:
         }
 
     def tokenize(self, texts: list[str]) -> dict[str, Any]:
-        """Token ids with exactly one EOS at the end of every text, then padded."""
+        """Token ids ending in the EOS for every text (at most ``max_length`` of them), then padded.
+
+        A tokenizer that adds the EOS itself keeps room for it when truncating, so its ids are used
+        as they are (identical to ``SentenceTransformer(dir)``); otherwise the text is truncated to
+        ``max_length - 1`` tokens, a trailing literal EOS is dropped, and one EOS is appended.
+        """
         eos = int(self.tokenizer.eos_token_id)
+        if self.adds_eos:
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length, padding=False)
+            ids = [list(row) for row in enc["input_ids"]]
+            return self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length - 1, padding=False)
         ids = []
         for row in enc["input_ids"]:
@@ -103,12 +128,22 @@ class DecoderEmbedder:
                 batch = self.tokenize([full[i] for i in idx])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 hidden = self.model(**batch).last_hidden_state
-                last = last_token_indices(batch["attention_mask"])
-                vec = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+                vec = self._pool(hidden, batch["attention_mask"]).float()
                 if self.normalize:
                     vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
                 out[idx] = vec.cpu().numpy()
         return out
+
+    def _pool(self, hidden: Any, mask: Any) -> Any:
+        import torch
+
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        if self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        if self.pooling == "cls":
+            return hidden[rows, mask.int().argmax(dim=1)]  # first attended position (left or right padding)
+        return hidden[rows, last_token_indices(mask)]
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "decoder-last-token", "reference": self.ref.value, "batch_size": self.batch_size,

@@ -18,6 +18,7 @@ import numpy as np
 
 from harness.errors import InputError
 from harness.models.base import EncodeCounter, fingerprint_of
+from harness.models.identity import resolve_openai_base_url
 
 
 class OpenAIEmbedder:
@@ -26,18 +27,19 @@ class OpenAIEmbedder:
         name: str,
         model: str,
         *,
-        base_url_env: str = "OPENAI_BASE_URL",
+        base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         batch_size: int = 256,
         dimensions: int | None = None,
         max_retries: int = 6,
         timeout: float = 60.0,
+        content: str | None = None,
     ) -> None:
         from openai import OpenAI
 
         self.name = name
         self.model = model
-        self.base_url = os.environ.get(base_url_env) or None
+        self.base_url = base_url or resolve_openai_base_url("OPENAI_BASE_URL")  # resolved once: part of the identity
         self.batch_size = batch_size
         self.dimensions = dimensions
         self.client = OpenAI(
@@ -45,8 +47,8 @@ class OpenAIEmbedder:
         )
         self.counter = EncodeCounter()
         self.similarity = "cosine"
-        self.fingerprint = fingerprint_of({"backend": "openai", **self._settings()})
-        self._dim: int | None = None  # known once the server's first answer has been checked
+        self.fingerprint = fingerprint_of({"backend": "openai", "content": content or f"openai:{model}@{self.base_url}",
+                                           **self._settings()})
 
     def _settings(self) -> dict[str, Any]:
         return {"model": self.model, "base_url": self.base_url, "dimensions": self.dimensions}

@@ -3,7 +3,9 @@
 Parity with the official leaderboard depends on doing nothing clever here: the whole list goes
 to ``SentenceTransformer.encode`` (which sorts by length and batches), the model's own modules
 decide pooling and normalisation, and a prompt is passed as ``prompt=`` so models whose pooling
-excludes prompt tokens keep doing so.
+excludes prompt tokens keep doing so. ``pooling`` (``mean`` or ``cls``), when the matrix sets it,
+replaces the mode of the model's own Pooling module; ``last-token`` never reaches this backend
+(the planner routes it to the decoder path, which guarantees the EOS).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from harness.models.base import EncodeCounter, fingerprint_of
-from harness.models.fingerprint import content_fingerprint
+from harness.models.identity import model_identity
 from harness.models.reference import ModelReference
 
-ST_CODE_VERSION = "1"  # bump when this wrapper changes what a vector is: invalidates cached vectors
+ST_CODE_VERSION = "2"  # bump when this wrapper changes what a vector is: invalidates cached vectors
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -27,10 +29,13 @@ class SentenceTransformerEmbedder:
         name: str,
         ref: ModelReference,
         *,
+        content: str | None = None,
+        revision: str | None = None,
         dtype: str = "float32",
         max_length: int | None = None,
         batch_size: int = 32,
         normalize: bool | None = None,
+        pooling: str | None = None,
         device: str | None = None,
     ) -> None:
         import torch
@@ -43,25 +48,26 @@ class SentenceTransformerEmbedder:
         model_kwargs: dict[str, Any] = {}
         if dtype != "float32":
             model_kwargs["dtype"] = getattr(torch, _DTYPES[dtype])
-        self.model = SentenceTransformer(ref.value, device=device, model_kwargs=model_kwargs or None)
+        self.model = SentenceTransformer(ref.value, device=device, model_kwargs=model_kwargs or None, revision=revision)
+        self.pooling = pooling
+        if pooling is not None:
+            _set_pooling(self.model, pooling)
         if max_length is not None:
             self.model.max_seq_length = max_length
         self.normalize_extra = bool(normalize)  # extra normalisation on top of the model's own modules
         self.counter = EncodeCounter()
         self.model_prompts: dict[str, str] = dict(getattr(self.model, "prompts", {}) or {})
         self.similarity = str(getattr(self.model, "similarity_fn_name", None) or "cosine")
-        content = content_fingerprint(ref.value) if ref.path else f"hub:{ref.value}@{self._hub_revision()}"
+        if content is None:
+            content = model_identity(ref, revision=revision).content
+        self.content = content
         self.fingerprint = fingerprint_of({"backend": "sentence-transformers", "code": ST_CODE_VERSION, "content": content, **self._settings()})
-
-    def _hub_revision(self) -> str:
-        first = self.model[0]
-        cfg = getattr(getattr(first, "auto_model", None), "config", None)
-        return str(getattr(cfg, "_commit_hash", None) or "unknown")
 
     def _settings(self) -> dict[str, Any]:
         tok = getattr(self.model, "tokenizer", None)
         return {
             "modules": [type(m).__name__ for m in self.model],
+            "pooling": [str(getattr(m, "pooling_mode", "")) for m in self.model if type(m).__name__ == "Pooling"],
             "max_seq_length": self.model.max_seq_length,
             "dtype": self.dtype,
             "extra_normalize": self.normalize_extra,
@@ -83,6 +89,18 @@ class SentenceTransformerEmbedder:
     def describe(self) -> dict[str, Any]:
         return {"backend": "sentence-transformers", "reference": self.ref.value, "similarity": self.similarity,
                 "batch_size": self.batch_size, "prompts": self.model_prompts, **self._settings()}
+
+
+def _set_pooling(model: Any, pooling: str) -> None:
+    """Switch the model's Pooling module to ``mean`` or ``cls`` (the matrix's ``pooling:``)."""
+    modes = {"mean": "mean", "cls": "cls"}
+    if pooling not in modes:
+        raise ValueError(f"pooling {pooling!r} is not available on the sentence-transformers backend (mean, cls)")
+    pools = [m for m in model if type(m).__name__ == "Pooling"]
+    if not pools:
+        raise ValueError("this sentence-transformers model has no Pooling module to set")
+    for m in pools:
+        m.pooling_mode = modes[pooling]
 
 
 def _tokenizer_behaviour(tok: Any) -> dict[str, Any]:
