@@ -4,8 +4,8 @@ The E5-mistral recipe puts ``Instruct: {task}\\nQuery: {text}`` on queries only 
 tasks (documents are embedded bare, so one document index serves every instruction) and on every
 input for the other task types. Task strings default to mteb's ``TaskMetadata.prompt`` (through
 mteb's own resolution, so a task without one gets mteb's per-type default), and a matrix may
-override them per task. ``trainers/`` imports :func:`e5_prefix` so training and evaluation can
-never drift apart.
+override them per task. The template itself lives in ``trainers.templates`` (libraries never import
+``harness``) and is imported here, so training and evaluation can never drift apart.
 
 Overrides written in the matrix always apply, or the planner rejects them with the reason
 (:func:`harness.plan.check_instruction_overrides`): in ``e5`` mode they are task strings put into
@@ -18,16 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-E5_TEMPLATE = "Instruct: {task}\nQuery: "
+from trainers.templates import E5_TEMPLATE, e5_prefix  # noqa: F401  (one template for training and evaluation)
+
 RETRIEVAL_LIKE_TYPES = frozenset({"Retrieval", "Reranking", "InstructionRetrieval", "InstructionReranking"})
 
 Mode = Literal["e5", "none", "model-prompts"]
-
-
-def e5_prefix(task_instruction: str) -> str:
-    """The E5 query prefix for one task string (empty task string -> no prefix)."""
-    task_instruction = task_instruction.strip()
-    return E5_TEMPLATE.format(task=task_instruction) if task_instruction else ""
 
 
 def is_retrieval_like(task_type: str) -> bool:

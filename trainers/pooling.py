@@ -14,6 +14,7 @@ import torch
 
 PoolingMode = Literal["lasttoken", "mean", "cls"]
 POOLING_MODES: tuple[str, ...] = ("lasttoken", "mean", "cls")
+ALIASES = {"last-token": "lasttoken"}  # the matrix's spelling
 
 
 def last_token_indices(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -23,13 +24,14 @@ def last_token_indices(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """``[batch, seq, dim]`` token states -> ``[batch, dim]`` sentence vectors."""
+    """``[batch, seq, dim]`` token states -> ``[batch, dim]`` sentence vectors (left or right padding)."""
+    mode = ALIASES.get(mode, mode)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
     if mode == "lasttoken":
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
         return hidden[rows, last_token_indices(attention_mask)]
     if mode == "mean":
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
     if mode == "cls":
-        return hidden[:, 0]
+        return hidden[rows, attention_mask.int().argmax(dim=1)]  # first attended position
     raise ValueError(f"unknown pooling mode {mode!r}; use one of {', '.join(POOLING_MODES)}")
