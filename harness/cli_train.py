@@ -24,16 +24,18 @@ def train(
     """LoRA/contrastive training with the E5 recipe; writes a sentence-transformers model directory."""
     _quiet_environment()
     from harness.provenance import environment
+    from harness.quiet import progress_bars_hidden
     from trainers.config import load_train_config
     from trainers.errors import TrainInputError
     from trainers.train import prepare
     from trainers.train import train as run_train
 
     try:
-        cfg = load_train_config(config)
-        prepared = prepare(cfg, config_path=config.resolve(), output=output)
-        result = run_train(cfg, config_path=config.resolve(), prepared=prepared, provenance=environment(),
-                           progress=not no_progress)
+        with progress_bars_hidden(no_progress):
+            cfg = load_train_config(config)
+            prepared = prepare(cfg, config_path=config.resolve(), output=output)
+            result = run_train(cfg, config_path=config.resolve(), prepared=prepared, provenance=environment(),
+                               progress=not no_progress)
     except TrainInputError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

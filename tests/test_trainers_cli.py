@@ -22,7 +22,7 @@ INSTRUCTION = "Given a scientific claim, retrieve documents that support or refu
 def _bad(cfg: dict, tmp_path: Path, *expected: str) -> None:
     config = write_config(cfg, tmp_path / "bad.yaml")
     out = Path(cfg["output"])
-    result = cli("train", str(config))
+    result = cli("train", str(config), "--no-progress")
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
@@ -143,3 +143,28 @@ def test_rerun_of_a_finished_training_does_nothing(trained_smollm2: tuple[Path, 
     result = cli("train", str(config), "--no-progress")
     assert result.exit_code == 0 and "resumed at step 3" in result.output, result.output
     assert (model_dir / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_harness_evaluates_the_export_as_trained(trained_smollm2: tuple[Path, dict]) -> None:
+    """The harness routes the export to its decoder backend (E5 template, EOS pooling) and its
+    vectors equal plain sentence-transformers' on the same texts; the identity covers the base."""
+    from sentence_transformers import SentenceTransformer
+
+    from harness.config import ModelSpec
+    from harness.models.loader import instruction_mode, load_embedder, resolve_model
+    from trainers.templates import e5_prefix
+
+    model_dir, _ = trained_smollm2
+    spec = ModelSpec(name="trained", model=str(model_dir))
+    resolved = resolve_model(spec, model_dir.parent)
+    assert resolved.decision.backend == "decoder", resolved.decision
+    assert instruction_mode(spec, resolved.decision.backend) == "e5"
+    embedder = load_embedder(spec, model_dir.parent, device="cpu", resolved=resolved)
+    assert embedder.merged_adapters > 0  # LoRA folded into the weights before encoding
+    texts = ["A short claim.", "Vitamin D deficiency is linked to " * 40]
+    prefix = e5_prefix(INSTRUCTION)
+    ours = torch.from_numpy(embedder.embed(texts, prefix))
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    theirs = st.encode([prefix + t for t in texts], convert_to_tensor=True)
+    cos = torch.nn.functional.cosine_similarity(ours, theirs)
+    assert float(cos.min()) >= 0.9999, cos
