@@ -196,3 +196,39 @@ def directory_target_problem(path: Path) -> str | None:
                 return f"cannot be created: {parent} is not writable"
             return None
     return None
+
+
+def publish_directory(tmp: Path, final: Path) -> None:
+    """Rename a fully written directory ``tmp`` to ``final``, replacing an older ``final``.
+
+    A directory rename is atomic, but not over a non-empty directory, so an existing ``final`` is
+    first moved aside (readers see the old directory or the new one, never a mixture), then removed.
+    """
+    import shutil
+
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+@contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """Build a directory under a temporary name beside ``path`` and publish it when the block succeeds.
+
+    For multi-file outputs (a model export, a converted checkpoint): a killed writer leaves only a
+    ``.NAME.tmp-*`` directory, which readers ignore and the next run may delete, never half a model.
+    """
+    import shutil
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        publish_directory(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atomicio import atomic_directory
 from trainers.errors import TrainInputError
 from trainers.reference import ModelLocation
 
@@ -84,9 +82,7 @@ def dense_copy_of_gguf(gguf_path: Path, cache_dir: Path) -> Path:
     target = cache_dir / "dense" / _file_sha256(gguf_path)[:32]
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
+    with atomic_directory(target) as tmp:
         kwargs = {"gguf_file": gguf_path.name}
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
@@ -96,10 +92,6 @@ def dense_copy_of_gguf(gguf_path: Path, cache_dir: Path) -> Path:
         model.is_quantized = False
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -14,15 +14,12 @@ temporary name and renamed into place.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from atomicio import atomic_write_json, atomic_write_text
+from atomicio import atomic_directory, atomic_write_json, atomic_write_text
 from trainers.backbone import BaseModel, load_backbone
 from trainers.templates import E5_TEMPLATE, e5_prefix
 
@@ -70,9 +67,7 @@ def export_model(*, base: BaseModel, tokenizer: Any, trainable: dict[str, torch.
                  use_e5: bool, out_dir: Path, card: dict[str, Any]) -> Path:
     """Write the trained model to ``out_dir`` (replacing an older export atomically); returns it."""
     backbone = rebuild_trained_backbone(base, trainable, lora)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with atomic_directory(out_dir) as tmp:
         if lora is not None and merge:
             backbone = backbone.merge_and_unload()
         backbone.save_pretrained(tmp)
@@ -107,16 +102,6 @@ def export_model(*, base: BaseModel, tokenizer: Any, trainable: dict[str, torch.
                 "weights": "merged" if (lora is None or merge) else "lora-adapter"}
         atomic_write_json(tmp / "training.json", card)
         atomic_write_text(tmp / "README.md", model_card_markdown(card))
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from atomicio import atomic_write_json
+from atomicio import atomic_write_json, publish_directory
 from atomicio import remove_stale_temporaries as remove_stale_files
 from trainers.backbone import BaseModel, add_lora, compile_layers, enable_checkpointing, load_backbone, load_tokenizer, resolve_base
 from trainers.config import TrainConfig
@@ -215,7 +215,7 @@ def _save_checkpoint(engine: Any, output: Path, step: int, client: dict[str, Any
         dist.barrier()
     if rank == 0:
         atomic_write_json(tmp / "complete.json", {"step": step})
-        os.replace(tmp, final)
+        publish_directory(tmp, final)
         for old_step, old in _checkpoints(output)[:-2]:
             shutil.rmtree(old, ignore_errors=True)
     if size > 1:
