@@ -12,10 +12,9 @@ from typer.testing import CliRunner
 
 
 def cli(*args: str) -> Any:
-    from harness import cli_extra, cli_train  # noqa: F401
-    from harness.cli import app
+    from harness.cli import full_app
 
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return CliRunner().invoke(full_app(), list(args), catch_exceptions=False)
 
 
 def read_json(path: Path) -> Any:

@@ -85,8 +85,9 @@ def doc_commands(substitute: dict[str, str] | None = None) -> list[DocCommand]:
 
 def _cli_group() -> Any:
     """The click group typer builds from the app: the CLI's own list of commands and options."""
-    from harness import cli_extra  # noqa: F401  (registers report / gate / generate)
-    from harness.cli import app
+    from harness.cli import full_app
+
+    app = full_app()
 
     return typer.main.get_command(app)
 
