@@ -136,7 +136,7 @@ def _compare_one(key: ScoreKey, baseline: ModelResults, candidate: ModelResults,
     tol = policy.tolerance(key)
     common = dict(task=key.task, split=key.split, subset=key.subset, baseline=base, tolerance=tol)
     if key in candidate.nan_scores:  # evaluated, but mteb produced NaN: broken, not absent
-        return Comparison(status="nan", candidate=float("nan"), **common)
+        return Comparison(status="nan", candidate=float("nan"), **common), False
     if key not in candidate.scores:
         return Comparison(status="missing_allowed" if policy.missing_allowed(key) else "missing", **common), False
     cand = candidate.scores[key]
