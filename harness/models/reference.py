@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,25 +30,11 @@ def resolve_reference(ref: str, base_dir: Path, source: str | Path | None = None
         if not name:
             raise InputError(source, field, "empty API model name", "write e.g. 'openai:text-embedding-3-small'")
         return ModelReference("openai", name)
-    if ref.startswith("pkg:"):
-        spec_str = ref[4:]
-        module, _, sub = spec_str.partition("/")
-        spec = importlib.util.find_spec(module) if module else None
-        if spec is None or not spec.submodule_search_locations:
-            raise InputError(
-                source, field, f"Python package {module!r} is not installed",
-                f"install it (e.g. pip install {module.replace('_', '-')}) or point to a directory",
-            )
-        root = Path(next(iter(spec.submodule_search_locations)))
-        path = (root / sub).resolve() if sub else root.resolve()
-        if not path.exists():
-            raise InputError(source, field, f"{path} does not exist inside package {module!r}", "check the sub-directory after 'pkg:<module>/'")
-        return ModelReference("path", str(path))
-    candidate = Path(ref).expanduser()
-    if not candidate.is_absolute():
-        candidate = base_dir / candidate
-    if candidate.exists():
-        return ModelReference("path", str(candidate.resolve()))
-    if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
-        raise InputError(source, field, f"local model path {candidate} does not exist", "fix the path (relative paths are relative to the matrix file)")
-    return ModelReference("hub", ref)
+    from trainers.reference import ReferenceError_, locate_model
+
+    try:
+        location = locate_model(ref, base_dir)  # the trainer's resolver: one meaning of a reference
+    except ReferenceError_ as exc:
+        fix = exc.fix.replace("relative to the config file", "relative to the matrix file")
+        raise InputError(source, field, exc.problem, fix) from None
+    return ModelReference(location.kind, location.value)
