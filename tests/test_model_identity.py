@@ -122,6 +122,7 @@ def test_openai_model_key_includes_the_resolved_base_url(tmp_path: Path, monkeyp
     m = _matrix(tmp_path, "    model: openai:text-embedding-3-small\n    base_url_env: MY_URL\n")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("MY_URL", "http://server-a:8000/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")  # the planner requires a key before anything runs
     a = build_plan(load_matrix(m), load_data=False).models[0]
     monkeypatch.setenv("MY_URL", "http://server-b:8000/v1")
     b = build_plan(load_matrix(m), load_data=False).models[0]

@@ -49,6 +49,7 @@ class OpenAIEmbedder:
         self.similarity = "cosine"
         self.fingerprint = fingerprint_of({"backend": "openai", "content": content or f"openai:{model}@{self.base_url}",
                                            **self._settings()})
+        self._dim: int | None = None  # known once the server's first answer has been checked
 
     def _settings(self) -> dict[str, Any]:
         return {"model": self.model, "base_url": self.base_url, "dimensions": self.dimensions}
