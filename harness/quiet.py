@@ -36,10 +36,17 @@ _SUPERSEDED_LOGGER = "mteb.abstasks.abstask"  # where AbsTask.check_if_dataset_i
 
 
 def warn_superseded_once() -> None:
-    """mteb logs "task X is superseded" on every evaluation of X, i.e. once per (model, task) cell."""
+    """mteb logs "task X is superseded" on every evaluation of X, i.e. once per (model, task) cell.
+
+    Called when a command starts: each run (also several in one process, as in tests or a notebook)
+    shows each message once, so the memory of what was shown starts empty.
+    """
     log = logging.getLogger(_SUPERSEDED_LOGGER)
-    if not any(isinstance(f, OncePerMessage) for f in log.filters):
-        log.addFilter(OncePerMessage())
+    for f in log.filters:
+        if isinstance(f, OncePerMessage):
+            f._seen.clear()
+            return
+    log.addFilter(OncePerMessage())
 
 
 @contextmanager

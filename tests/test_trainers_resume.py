@@ -73,7 +73,7 @@ def test_kill_9_after_first_checkpoint_then_rerun_gives_identical_adapter(tmp_pa
     (output / "checkpoints" / ".tmp-step-000004").mkdir(exist_ok=True)
     (output / "checkpoints" / ".tmp-step-000004" / "state.pt").write_bytes(b"half")
     (output / ".model.tmp-x1y2z3").mkdir()
-    (output / "data" / ".mixture.jsonl.k3j2h1.tmp").write_text("half")
+    (output / "data" / f".mixture.jsonl.{proc.pid}.k3j2h1.tmp").write_text("half")  # the killed writer's pid
 
     resumed = run_training(_beir_config(folder, output), tmp_path, "resumed")
     print(f"killed after step {killed_at}; resumed from {resumed['resumed_from']}; "
