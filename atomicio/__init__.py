@@ -173,14 +173,7 @@ def file_target_problem(path: Path) -> str | None:
     path = Path(path)
     if path.is_dir():
         return "is a directory"
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"cannot be created: {parent} is a file"
-            if not os.access(parent, os.W_OK | os.X_OK):
-                return f"cannot be created: {parent} is not writable"
-            return None
-    return None
+    return _creation_problem(path.parents)
 
 
 def directory_target_problem(path: Path) -> str | None:
@@ -188,7 +181,12 @@ def directory_target_problem(path: Path) -> str | None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         return "is a file, not a folder"
-    for parent in [path, *path.parents]:
+    return _creation_problem([path, *path.parents])
+
+
+def _creation_problem(candidates: Any) -> str | None:
+    """The nearest existing folder among ``candidates`` must be a writable directory."""
+    for parent in candidates:
         if parent.exists():
             if not parent.is_dir():
                 return f"cannot be created: {parent} is a file"

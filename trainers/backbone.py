@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,12 @@ class BaseModel:
     pooling: str  # "lasttoken" | "mean" | "cls"
     normalize: bool
     gguf_file: str | None = None
+
+
+def default_cache_dir() -> Path:
+    """Where converted GGUF copies live: ``$HARNESS_CACHE_DIR``, else ``~/.cache/harness`` (as evaluation's caches)."""
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "harness"
 
 
 def _file_sha256(path: Path) -> str:

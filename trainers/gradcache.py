@@ -84,6 +84,7 @@ def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward
 
     pieces: list[tuple[dict[str, torch.Tensor], Any]] = []
     reps: list[torch.Tensor] = []
+    n_q = 0  # how many of the chunks are query chunks (they come first)
     with torch.no_grad():
         for part in (batch.queries, batch.documents):
             for chunk in _chunks(part, mini_batch_size):
@@ -91,7 +92,7 @@ def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward
                 with autocast():
                     reps.append(encode(move(chunk)).detach())
                 pieces.append((chunk, state))
-    n_q = len(list(_chunks(batch.queries, mini_batch_size)))
+            n_q = n_q or len(pieces)
     q_rep = torch.cat(reps[:n_q]).requires_grad_()
     d_rep = torch.cat(reps[n_q:]).requires_grad_()
     pos, neg = _split(d_rep, b)

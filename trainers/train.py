@@ -30,7 +30,8 @@ import torch.distributed as dist
 
 from atomicio import atomic_write_json, publish_directory
 from atomicio import remove_stale_temporaries as remove_stale_files
-from trainers.backbone import BaseModel, add_lora, compile_layers, enable_checkpointing, load_backbone, load_tokenizer, resolve_base
+from trainers.backbone import (BaseModel, add_lora, compile_layers, default_cache_dir, enable_checkpointing, load_backbone,
+                               load_tokenizer, resolve_base)
 from trainers.config import TrainConfig
 from trainers.data.mixture import Mixture, build_mixture
 from trainers.encoder import TextEncoder
@@ -116,7 +117,7 @@ def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Pat
         location = locate_model(config.base_model, base_dir)
     except ReferenceError_ as exc:
         raise TrainInputError(config_path, "base_model", exc.problem, exc.fix) from None
-    cache = cache_dir or Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+    cache = cache_dir or default_cache_dir()
     base = resolve_base(location, gguf_file=config.gguf_file, pooling=config.pooling, cache_dir=cache, config_path=config_path)
     tokenizer = load_tokenizer(base, config_path)
     torch.manual_seed(config.seed)
@@ -143,7 +144,7 @@ def mining_encoder(prep: Prepared, cache_dir: Path | None) -> TextEncoder:
         location = locate_model(cfg.miner, base_dir)
     except ReferenceError_ as exc:
         raise TrainInputError(prep.config_path, "miner", exc.problem, exc.fix) from None
-    cache = cache_dir or Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+    cache = cache_dir or default_cache_dir()
     base = resolve_base(location, gguf_file=None, pooling="auto", cache_dir=cache, config_path=prep.config_path, field="miner")
     return TextEncoder(load_backbone(base), load_tokenizer(base, prep.config_path), base.pooling, base.normalize)
 
@@ -152,21 +153,21 @@ def make_mining_encoder(encoder: TextEncoder, device: torch.device, config: Trai
     """Embed with the *base* model (LoRA B starts at zero, dropout off) for hard-negative mining."""
     def encode(texts: list[str], is_query: bool) -> np.ndarray:
         limit = config.query_max_length if is_query else config.passage_max_length
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = np.zeros((len(texts), 0), dtype=np.float32)
-        chunks = []
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # length-sorted batches: little padding
+        out: np.ndarray | None = None
         was_training = encoder.training
         encoder.eval().to(device)
         with torch.inference_mode():
             for start in range(0, len(order), 32):
                 idx = order[start : start + 32]
                 batch = {k: v.to(device) for k, v in encoder.tokenize([texts[i] for i in idx], limit).items()}
-                chunks.append((idx, encoder(**batch).float().cpu().numpy()))
-        encoder.train(was_training)
-        if chunks:
-            out = np.zeros((len(texts), chunks[0][1].shape[1]), dtype=np.float32)
-            for idx, vec in chunks:
+                vec = encoder(**batch).float().cpu().numpy()
+                if out is None:
+                    out = np.zeros((len(texts), vec.shape[1]), dtype=np.float32)
                 out[idx] = vec
+        encoder.train(was_training)
+        if out is None:
+            out = np.zeros((0, 0), dtype=np.float32)
         return out
     return encode
 

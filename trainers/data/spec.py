@@ -31,24 +31,29 @@ class SyntheticSource(_Source):
     path: str
 
 
-class BeirSource(_Source):
-    """A BEIR-layout folder's split; negatives mined with the caller's embedder."""
+class _Mining(BaseModel):
+    """Hard-negative mining settings, shared by every source read from a BEIR folder."""
 
-    kind: Literal["beir"]
-    path: str
-    split: str = "train"
     negatives_per_query: int = Field(default=1, ge=0)
     mine_skip_top: int = Field(default=3, ge=0, description="non-positive ranks skipped (likely false negatives)")
     mine_depth: int = Field(default=30, gt=0, description="deepest non-positive rank a negative is drawn from")
 
     @model_validator(mode="after")
-    def _window(self) -> "BeirSource":
+    def _window(self) -> "_Mining":
         if self.mine_depth < self.mine_skip_top + self.negatives_per_query:
             raise ValueError(
                 f"mine_depth ({self.mine_depth}) must be >= mine_skip_top ({self.mine_skip_top}) + "
                 f"negatives_per_query ({self.negatives_per_query})"
             )
         return self
+
+
+class BeirSource(_Source, _Mining):
+    """A BEIR-layout folder's split; negatives mined with the caller's embedder."""
+
+    kind: Literal["beir"]
+    path: str
+    split: str = "train"
 
 
 class PairsSource(_Source):
@@ -70,16 +75,13 @@ class HubSource(_Source):
     columns: HubColumns
 
 
-class RegistrySource(_Source):
+class RegistrySource(_Source, _Mining):
     """One of the paper's public sources by name; ``path`` points at a local copy instead of the hub."""
 
     kind: Literal["registry"]
     source: str
     path: str | None = None
     split: str = "train"
-    negatives_per_query: int = Field(default=1, ge=0)
-    mine_skip_top: int = Field(default=3, ge=0)
-    mine_depth: int = Field(default=30, gt=0)
 
 
 SourceSpec = Annotated[
