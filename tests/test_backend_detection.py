@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config import ModelSpec
-from harness.models.backend import decide_backend
-from harness.models.loader import load_embedder, resolve_model
-from harness.models.reference import ModelReference
+from harness.schema import ModelSpec
+from harness.evaluation.models.backend import decide_backend
+from harness.evaluation.models.loader import load_embedder, resolve_model
+from harness.evaluation.models.reference import ModelReference
 from tests.helpers import cli, read_json
 
 REPO = Path(__file__).resolve().parents[1]

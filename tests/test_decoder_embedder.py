@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.config import ModelSpec
-from harness.models.loader import load_embedder
+from harness.schema import ModelSpec
+from harness.evaluation.models.loader import load_embedder
 
 pytestmark = pytest.mark.slow
 

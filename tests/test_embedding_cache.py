@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.config import load_matrix
-from harness.embedding_cache import EmbeddingCache, cache_key
-from harness.executor import run_plan
-from harness.plan import build_plan
+from harness.schema import load_matrix
+from harness.evaluation.embedding_cache import EmbeddingCache, cache_key
+from harness.pipeline.local import run_plan
+from harness.pipeline.planner import build_plan
 from tests.helpers import main_scores
 
 N_DOCS_PER_LANG = 8  # smoke retrieval corpus size per language

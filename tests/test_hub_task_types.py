@@ -19,7 +19,7 @@ from mteb.mocks.mock_tasks.pair_classification import MockPairClassificationTask
 from mteb.mocks.mock_tasks.reranking import MockRerankingTask
 from mteb.mocks.mock_tasks.summarization import MockSummarizationTask
 
-from harness import tasks as task_registry
+from harness.evaluation import tasks as task_registry
 from tests.helpers import cli, main_scores
 
 mteb_registry = importlib.import_module("mteb.get_tasks")  # the module (``mteb.get_tasks`` is also a function)

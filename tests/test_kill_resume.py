@@ -83,7 +83,7 @@ def test_kill_9_then_rerun_finishes_with_identical_scores(smoke_copy: Path, tmp_
     for f in (tmp_path / "run").rglob("*.json"):
         read_json(f)  # every file whole and strict JSON
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert {c["status"] for c in run["cells"]} <= {"done", "cached"}
+    assert {c["status"] for c in run["steps"]} <= {"done", "cached"}
     if kill_after_manifests == 0:  # the vectors committed before the kill were reused, the rest computed
         assert run["encode_stats"]["_cache"]["hits"] >= stored_at_kill
         assert run["encode_stats"]["all-MiniLM-L6-v2"]["texts_encoded"] == _rows(cache) - stored_at_kill

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_matrix
+from harness.schema import load_matrix
 from harness.errors import InputError
 from tests.helpers import cli
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_matrix
+from harness.schema import load_matrix
 from harness.errors import InputError
-from harness.models import fingerprint
-from harness.models.fingerprint import clear_process_memo, content_fingerprint
-from harness.models.identity import model_identity
-from harness.models.reference import ModelReference
-from harness.plan import build_plan
+from harness.evaluation.models import fingerprint
+from harness.evaluation.models.fingerprint import clear_process_memo, content_fingerprint
+from harness.evaluation.models.identity import model_identity
+from harness.evaluation.models.reference import ModelReference
+from harness.pipeline.planner import build_plan
 from tests.helpers import cli
 
 

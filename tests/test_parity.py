@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_matrix
-from harness.executor import run_plan
-from harness.plan import build_plan
+from harness.schema import load_matrix
+from harness.pipeline.local import run_plan
+from harness.pipeline.planner import build_plan
 from tests.conftest import REPO, shared_data
 from tests.helpers import main_scores
 

@@ -35,7 +35,7 @@ def test_renamed_model_entry_gets_results_under_its_new_name_without_encoding(sm
     result = cli("run", str(smoke_copy), "--no-progress")
     assert result.exit_code == 0, result.output
     run = read_json(tmp_path / "run" / "run.json")
-    assert [c["status"] for c in run["cells"]] == ["done"] * 4, "the new name has no results yet: not 'cached'"
+    assert [c["status"] for c in run["steps"]] == ["done"] * 4, "the new name has no results yet: not 'cached'"
     assert run["encode_stats"]["minilm-renamed"]["texts_encoded"] == 0, "vectors come from the embedding cache"
     after = main_scores(tmp_path / "run")
     renamed = {k[1:]: v for k, v in after.items() if k[0] == "minilm-renamed"}
@@ -91,7 +91,7 @@ def test_changing_model_meta_invalidates_no_sibling(smoke_copy: Path, tmp_path: 
     meta.write_text(json.dumps(obj))
     again = cli("run", str(smoke_copy), "--no-progress")
     assert again.exit_code == 0
-    assert [c["status"] for c in read_json(tmp_path / "run" / "run.json")["cells"]] == ["cached"] * 4
+    assert [c["status"] for c in read_json(tmp_path / "run" / "run.json")["steps"]] == ["cached"] * 4
 
 
 def test_two_runs_on_one_folder_both_finish(smoke_copy: Path, tmp_path: Path) -> None:

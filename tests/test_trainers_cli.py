@@ -150,8 +150,8 @@ def test_harness_evaluates_the_export_as_trained(trained_smollm2: tuple[Path, di
     vectors equal plain sentence-transformers' on the same texts; the identity covers the base."""
     from sentence_transformers import SentenceTransformer
 
-    from harness.config import ModelSpec
-    from harness.models.loader import instruction_mode, load_embedder, resolve_model
+    from harness.schema import ModelSpec
+    from harness.evaluation.models.loader import instruction_mode, load_embedder, resolve_model
     from trainers.templates import e5_prefix
 
     model_dir, _ = trained_smollm2

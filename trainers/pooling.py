@@ -3,7 +3,7 @@
 Last-token pooling reads the last *attended* position found from the attention mask, never the
 EOS looked up by id: with EOS == PAD (SmolLM2 and many Llama derivatives) an id lookup lands on
 padding. Finding it from the mask is correct for left and right padding alike. Evaluation
-(``harness.models.decoder``) imports these functions, so both sides pool identically.
+(``harness.evaluation.models.decoder``) imports these functions, so both sides pool identically.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A model trained with ``Instruct: {task}\\nQuery: {text}`` and evaluated with a template that differs
 by a single character loses points that no error reports, so this string exists exactly once.
-``harness.instructions`` (evaluation) imports it from here; ``trainers`` formats training queries
+``harness.evaluation.instructions`` (evaluation) imports it from here; ``trainers`` formats training queries
 with it. Documents never get an instruction in the E5 recipe, so one document index serves every
 task instruction.
 """

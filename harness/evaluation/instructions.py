@@ -8,7 +8,7 @@ override them per task. The template itself lives in ``trainers.templates`` (lib
 ``harness``) and is imported here, so training and evaluation can never drift apart.
 
 Overrides written in the matrix always apply, or the planner rejects them with the reason
-(:func:`harness.plan.check_instruction_overrides`): in ``e5`` mode they are task strings put into
+(:func:`harness.pipeline.planner.check_instruction_overrides`): in ``e5`` mode they are task strings put into
 the template; in ``model-prompts`` mode they replace the model's saved prompt verbatim (for
 retrieval, a plain string or ``query:`` on queries, ``document:`` on documents).
 """

@@ -5,7 +5,7 @@ directory shipped in a Python package), a decoder LLM used with last-token pooli
 OpenAI-compatible embeddings endpoint.
 """
 
-from harness.models.base import Embedder
-from harness.models.loader import load_embedder
+from harness.evaluation.models.base import Embedder
+from harness.evaluation.models.loader import load_embedder
 
 __all__ = ["Embedder", "load_embedder"]

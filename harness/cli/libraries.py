@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli import _bad_input, _quiet_environment, app
+from harness.cli.app import _bad_input, _quiet_environment, app
 
 
 @app.command()

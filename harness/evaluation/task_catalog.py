@@ -45,7 +45,7 @@ def all_tasks() -> tuple[TaskListing, ...]:
 
     mteb's registry is fixed for a process and cached; the harness's own registry is read each time,
     since a task may be registered after the first call."""
-    from harness.tasks import _registry
+    from harness.evaluation.tasks import _registry
 
     out = {cls.metadata.name: _listing(cls.metadata) for cls in _registry().values()}  # type: ignore[attr-defined]
     for listing in _mteb_tasks():

@@ -3,7 +3,7 @@
 mteb 2.x only loads data from the hub. These readers fill an mteb task's ``dataset`` attribute
 in the exact shape its own loader would, so metadata, splits, main score and the evaluator stay
 mteb's: only where the bytes come from changes. Every malformed line (bad JSON, a missing field, a
-field of the wrong type, a duplicate id; see :mod:`harness.data_rows`) raises an
+field of the wrong type, a duplicate id; see :mod:`harness.evaluation.data_rows`) raises an
 :class:`InputError` naming the file and line, because a silently skipped qrels line changes a
 score without anyone noticing.
 
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from harness.data_rows import BitextRow, ClassificationRow, CorpusRow, QueryRow, STSRow, describe_fields, field_kind
+from harness.evaluation.data_rows import BitextRow, ClassificationRow, CorpusRow, QueryRow, STSRow, describe_fields, field_kind
 from harness.errors import InputError
 
 RowT = TypeVar("RowT", bound=BaseModel)

@@ -3,7 +3,7 @@
 These are real mteb task classes (their evaluators and metrics are mteb's), with metadata that
 says plainly they are a smoke set. They let ``harness run --example smoke`` run every local task
 type offline in about a minute on a laptop CPU; their scores mean nothing about model quality.
-The texts live here and ``python -m harness.smoke_tasks --write`` writes the data files shipped in
+The texts live here and ``python -m harness.evaluation.smoke_tasks --write`` writes the data files shipped in
 ``harness/smoke_data/``.
 """
 
@@ -22,7 +22,7 @@ from mteb.abstasks.text.bitext_mining import AbsTaskBitextMining
 
 from atomicio import atomic_write_text
 
-SMOKE_DATA = Path(__file__).parent / "smoke_data"
+SMOKE_DATA = Path(__file__).parents[1] / "smoke_data"
 
 # (topic id, {lang: (query, document)}): one relevant document per query, every document a
 # distractor for the other queries.

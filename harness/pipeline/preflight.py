@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from atomicio import directory_target_problem
-from harness.config import LoadedMatrix, ModelSpec
+from harness.schema import LoadedMatrix, ModelSpec
 from harness.errors import InputError
 
 
@@ -52,7 +52,7 @@ def check_api_keys(loaded: LoadedMatrix) -> None:
 
 
 def _is_openai(spec: ModelSpec) -> bool:
-    return spec.kind == "openai" or spec.model.startswith("openai:")
+    return spec.kind == "openai" or (spec.model or "").startswith("openai:")
 
 
 def check_device(device: str | None) -> None:
@@ -78,3 +78,19 @@ def check_device(device: str | None) -> None:
         raise InputError(None, "--device", "'mps' requested but MPS is not available here", "omit --device or use cpu")
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise InputError(None, "--device", f"{device!r} is not supported by the harness", "use cpu, cuda, cuda:N or mps")
+
+
+EXECUTORS = ("local", "ray")
+
+
+def check_executor(executor: str, address: str | None) -> None:
+    """``--executor`` must be one the harness has; ``--address`` only means something to Ray."""
+    if executor not in EXECUTORS:
+        import difflib
+
+        close = difflib.get_close_matches(executor, EXECUTORS, n=1)
+        raise InputError(None, "--executor", f"unknown executor {executor!r}",
+                         f"use {close[0]!r}" if close else f"use one of: {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise InputError(None, "--address", "--address is the Ray cluster's address, but the executor is local",
+                         "add '--executor ray', or drop --address")

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli import EXIT_BAD_INPUT, _quiet_environment, app
+from harness.cli.app import EXIT_BAD_INPUT, _quiet_environment, app
 
 
 @app.command()

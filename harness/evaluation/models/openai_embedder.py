@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import InputError
-from harness.models.base import EncodeCounter, fingerprint_of
-from harness.models.identity import resolve_openai_base_url
+from harness.evaluation.models.base import EncodeCounter, fingerprint_of
+from harness.evaluation.models.identity import resolve_openai_base_url
 
 
 class OpenAIEmbedder:

@@ -16,9 +16,9 @@ from mteb.models.abs_encoder import AbsEncoder
 from tqdm.auto import tqdm
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
-from harness.embedding_cache import EmbeddingCache, cache_key
-from harness.instructions import InstructionPolicy
-from harness.models.base import Embedder
+from harness.evaluation.embedding_cache import EmbeddingCache, cache_key
+from harness.evaluation.instructions import InstructionPolicy
+from harness.evaluation.models.base import Embedder
 
 _MISS_BATCH = 1024  # texts per model call + cache transaction: bounds what a kill -9 can lose
 

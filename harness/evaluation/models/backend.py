@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.models.identity import hub_offline
-from harness.models.reference import ModelReference
+from harness.evaluation.models.identity import hub_offline
+from harness.evaluation.models.reference import ModelReference
 
 Backend = Literal["sentence-transformers", "decoder", "openai"]
 _POOLING_NAMES = {"lasttoken": "last-token", "mean": "mean", "cls": "cls", "max": "max",

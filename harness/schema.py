@@ -1,7 +1,11 @@
 """The matrix schema: what a user declares in ``matrix.yaml``.
 
-A matrix states intent only (models x tasks, with per-task subsets and instruction overrides);
-everything after it is derived by the planner. The schema forbids unknown fields so a typo such
+A matrix states intent only: generation configs, named data mixtures, models (pretrained
+references, or ``train:`` = base x mixture x recipe), tasks or whole mteb benchmarks with their
+subsets, and per-model instruction overrides (several entries on the same weights with different
+instructions are the instruction-variant axis). Everything after it is derived by the planner.
+This module sits at the bottom of ``harness`` (it imports nothing from it but the error type), so
+evaluation, steps and the pipeline can all read the matrix without an upward import. The schema forbids unknown fields so a typo such
 as ``subset:`` for ``subsets:`` is an error naming the field and the closest valid name, instead
 of a silently ignored setting that costs a day of compute.
 """
@@ -12,7 +16,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from generators.yaml_input import read_yaml_mapping
 from harness.errors import InputError
@@ -32,16 +36,49 @@ class InstructionOverride(_Strict):
     document: str | None = None
 
 
+class TrainSpec(_Strict):
+    """A model that does not exist yet: ``base`` fine-tuned on a named mixture with a recipe.
+
+    ``base`` is a model reference (as ``model:``) or the name of another entry in ``models:`` (a
+    trained model trained further). ``recipe`` is a training config without ``base_model``/``data``
+    (a YAML path relative to the matrix file, or an inline mapping of its fields; see
+    docs/training.md); omitted, it is the E5 recipe's defaults. The trained model's identity, and so
+    its results revision, is the train step's key: known before the model exists.
+    """
+
+    base: str = Field(min_length=1)
+    mixture: str = Field(min_length=1)
+    recipe: Path | dict[str, Any] | None = None
+    gguf_file: str | None = None
+
+
+class MixtureSpec(_Strict):
+    """A named training-data mixture: a trainer preset or a list of sources.
+
+    Sources are the trainer's (``beir``, ``pairs``, ``hub``, ``registry``, ``synthetic``; see
+    docs/training-data.md) plus ``{kind: generated, generate: NAME}``, the output of a ``generate:``
+    entry of this matrix, which makes the generation step an input of every training on it.
+    Paths are relative to the matrix file. Each source is validated by the trainer's own schema.
+    """
+
+    name: str = Field(min_length=1)
+    preset: str | None = None
+    paths: dict[str, str] = Field(default_factory=dict)
+    weights: dict[str, float] = Field(default_factory=dict)
+    sources: list[dict[str, Any]] | None = None
+
+
 class ModelSpec(_Strict):
     """One model to evaluate.
 
-    ``model`` is a hub id, a local directory (relative to the matrix file), ``pkg:<module>/<subdir>``
+    Either ``model`` (an existing model) or ``train`` (one this run trains). ``model`` is a hub id, a local directory (relative to the matrix file), ``pkg:<module>/<subdir>``
     for a directory shipped inside an installed Python package, or ``openai:<model>`` for an
     OpenAI-compatible embeddings endpoint.
     """
 
     name: str = Field(min_length=1)
-    model: str = Field(min_length=1)
+    model: str | None = Field(default=None, min_length=1)
+    train: TrainSpec | None = None
     kind: ModelKind = "auto"
     instructions: InstructionMode = "auto"
     pooling: Literal["auto", "last-token", "mean", "cls"] = "auto"
@@ -70,11 +107,22 @@ class ModelSpec(_Strict):
             raise ValueError("must not start with '.' or '/', nor contain '..' or '\\'")
         return value
 
+    @model_validator(mode="after")
+    def _model_or_train(self) -> "ModelSpec":
+        if (self.model is None) == (self.train is None):
+            raise ValueError("give exactly one of 'model:' (an existing model) or 'train:' (base, mixture, recipe)")
+        return self
+
 
 class TaskSpec(_Strict):
-    """One mteb task, optionally with a local copy of its data and a subset/split selection."""
+    """One mteb task (``name``), or every task of an mteb benchmark (``benchmark``, e.g.
+    ``MTEB(eng, v1)`` or ``BEIR``), optionally with a local copy of its data and a subset/split
+    selection. ``optional: true`` skips the task, with a note, when its ``data:`` folder is absent
+    (a matrix that uses ../shared/data where present and still runs elsewhere)."""
 
-    name: str = Field(min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+    benchmark: str | None = Field(default=None, min_length=1)
+    optional: bool = False
     data: Path | None = None
     subsets: list[str] | None = None
     splits: list[str] | None = None
@@ -84,9 +132,21 @@ class TaskSpec(_Strict):
     or ``drop`` them and report how many. Never silently kept: an unretrievable judgement lowers
     every model's score."""
 
+    @model_validator(mode="after")
+    def _name_or_benchmark(self) -> "TaskSpec":
+        if (self.name is None) == (self.benchmark is None):
+            raise ValueError("give exactly one of 'name:' (an mteb task) or 'benchmark:' (e.g. 'MTEB(eng, v1)', 'BEIR')")
+        if self.benchmark is not None and self.data is not None:
+            raise ValueError("'data:' is one task's folder; list the benchmark's tasks one by one to give local data")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"benchmark {self.benchmark}"
+
 
 class GenerateSpec(_Strict):
-    """A synthetic-data generation step (``generators/``), run before any evaluation cell.
+    """A synthetic-data generation step (``generators/``); mixtures consume it as ``kind: generated``.
 
     ``config`` is a generation config (see ``examples/generate-offline.yaml``), relative to the
     matrix file. The step is keyed by the config's content, so an unchanged config is never run
@@ -105,7 +165,20 @@ class Matrix(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     tasks: list[TaskSpec] = Field(min_length=1)
     generate: list[GenerateSpec] = Field(default_factory=list)
+    mixtures: list[MixtureSpec] = Field(default_factory=list)
     cache_dir: Path | None = None
+
+    @field_validator("generate")
+    @classmethod
+    def _unique_generate_names(cls, value: list[GenerateSpec]) -> list[GenerateSpec]:
+        _require_unique([g.name for g in value], "generate name")
+        return value
+
+    @field_validator("mixtures")
+    @classmethod
+    def _unique_mixture_names(cls, value: list[MixtureSpec]) -> list[MixtureSpec]:
+        _require_unique([m.name for m in value], "mixture name")
+        return value
 
     @field_validator("models")
     @classmethod
@@ -116,7 +189,7 @@ class Matrix(_Strict):
     @field_validator("tasks")
     @classmethod
     def _unique_task_names(cls, value: list[TaskSpec]) -> list[TaskSpec]:
-        _require_unique([t.name for t in value], "task name")
+        _require_unique([t.name or f"benchmark:{t.benchmark}" for t in value], "task name")
         return value
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.models.base import EncodeCounter, fingerprint_of
-from harness.models.identity import model_identity
-from harness.models.reference import ModelReference
+from harness.evaluation.models.base import EncodeCounter, fingerprint_of
+from harness.evaluation.models.identity import model_identity
+from harness.evaluation.models.reference import ModelReference
 
 ST_CODE_VERSION = "2"  # bump when this wrapper changes what a vector is: invalidates cached vectors
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}

@@ -1,7 +1,7 @@
 """Task resolution: an mteb task name (+ optional local data) -> a ready mteb task object.
 
 The task object is always mteb's own class, so metadata, splits, main score and the evaluator are
-mteb's. With ``data:`` we only replace where the bytes come from (see :mod:`harness.local_data`);
+mteb's. With ``data:`` we only replace where the bytes come from (see :mod:`harness.evaluation.local_data`);
 without it, mteb loads from the hub through the very same object.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import local_data
-from harness.config import LoadedMatrix, TaskSpec
+from harness.evaluation import local_data
+from harness.schema import LoadedMatrix, TaskSpec
 from harness.errors import InputError
 
 LOCAL_TYPES = ("Retrieval", "Reranking", "STS", "Classification", "BitextMining")
@@ -76,7 +76,7 @@ def register_task(cls: type) -> type:
 
 
 def _registry() -> dict[str, type]:
-    from harness.smoke_tasks import SMOKE_TASKS
+    from harness.evaluation.smoke_tasks import SMOKE_TASKS
 
     for cls in SMOKE_TASKS.values():
         TASK_REGISTRY.setdefault(cls.metadata.name, cls)
@@ -97,7 +97,7 @@ def get_task(name: str, eval_splits: list[str] | None = None, hf_subsets: list[s
 
 
 def _suggest(name: str) -> str:
-    from harness.task_catalog import suggest
+    from harness.evaluation.task_catalog import suggest
 
     return suggest(name)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import ModelSpec
+from harness.schema import ModelSpec
 from harness.errors import InputError
-from harness.models.backend import BackendDecision, decide_backend
-from harness.models.base import Embedder
-from harness.models.identity import ModelIdentity, model_identity
-from harness.models.reference import ModelReference, resolve_reference
+from harness.evaluation.models.backend import BackendDecision, decide_backend
+from harness.evaluation.models.base import Embedder
+from harness.evaluation.models.identity import ModelIdentity, model_identity
+from harness.evaluation.models.reference import ModelReference, resolve_reference
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,13 @@ def load_embedder(spec: ModelSpec, base_dir: Path, source: str | Path | None = N
     rm = resolved or resolve_model(spec, base_dir, source)
     ref, ident, decision = rm.ref, rm.identity, rm.decision
     if decision.backend == "openai":
-        from harness.models.openai_embedder import OpenAIEmbedder
+        from harness.evaluation.models.openai_embedder import OpenAIEmbedder
 
         name = ref.value if ref.kind == "openai" else spec.model
         return OpenAIEmbedder(spec.name, name, base_url=ident.base_url, api_key_env=spec.api_key_env,
                               batch_size=spec.batch_size, dimensions=spec.dimensions, content=ident.content)
     if decision.backend == "decoder":
-        from harness.models.decoder import DecoderEmbedder
+        from harness.evaluation.models.decoder import DecoderEmbedder
 
         normalize = spec.normalize if spec.normalize is not None else (decision.normalize if decision.normalize is not None else True)
         return DecoderEmbedder(spec.name, ref, content=ident.content, gguf_file=ident.gguf_file, revision=ident.hub_commit,
@@ -74,7 +74,7 @@ def load_embedder(spec: ModelSpec, base_dir: Path, source: str | Path | None = N
                                max_length=spec.max_length or decision.max_seq_length or 512,
                                pooling="last-token" if spec.pooling == "auto" else spec.pooling,
                                batch_size=spec.batch_size, normalize=normalize, device=device)
-    from harness.models.sentence_transformer import SentenceTransformerEmbedder
+    from harness.evaluation.models.sentence_transformer import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(spec.name, ref, content=ident.content, revision=ident.hub_commit, dtype=spec.dtype,
                                        max_length=spec.max_length, batch_size=spec.batch_size, normalize=spec.normalize,

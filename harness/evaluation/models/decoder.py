@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.models.base import EncodeCounter, fingerprint_of
-from harness.models.identity import model_identity
-from harness.models.reference import ModelReference
-from harness.models.sentence_transformer import _tokenizer_behaviour
+from harness.evaluation.models.base import EncodeCounter, fingerprint_of
+from harness.evaluation.models.identity import model_identity
+from harness.evaluation.models.reference import ModelReference
+from harness.evaluation.models.sentence_transformer import _tokenizer_behaviour
 from trainers.pooling import pool
 
 DECODER_CODE_VERSION = "3"  # bump when tokenisation or pooling code changes: invalidates cached vectors

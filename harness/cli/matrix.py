@@ -1,0 +1,179 @@
+"""Matrix commands: ``validate``, ``plan``, ``run`` and ``ls``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from harness.cli.app import (EXIT_FAILED, EXIT_OK, ExampleOpt, FileArg, OutputOpt, _bad_input, _matrix_path,
+                             _quiet_environment, app)
+from harness.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.pipeline.planner import Plan
+
+
+def _echo_data_notes(p: "Plan") -> None:
+    """What loading changed in the data (e.g. qrels dropped on request): said once, before any work."""
+    for rt in p.tasks:
+        for note in rt.notes:
+            typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+
+
+def _echo_plan_notes(p: "Plan") -> None:
+    for note in p.notes:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+
+
+def _load_plan(file: Optional[Path], example: Optional[str], output: Optional[Path] = None, load_data: bool = True) -> "Plan":
+    from harness.pipeline.planner import build_plan
+    from harness.schema import load_matrix
+
+    return build_plan(load_matrix(_matrix_path(file, example)), output, load_data=load_data)
+
+
+@app.command()
+def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
+    """Check a matrix offline: schema, mixtures, train entries, task names, subsets and every data file."""
+    _quiet_environment()
+    try:
+        plan = _load_plan(file, example)
+    except InputError as exc:
+        _bad_input(exc)
+    _echo_data_notes(plan)
+    _echo_plan_notes(plan)
+    kinds = {k: len(plan.of_kind(k)) for k in ("generate", "train", "evaluate")}
+    typer.echo(f"ok: {plan.loaded.path} — {len(plan.models)} model(s) × {len(plan.tasks)} task(s) = {len(plan.cells)} cell(s); "
+               f"steps: {kinds['generate']} generate, {kinds['train']} train, {kinds['evaluate']} evaluate")
+
+
+@app.command()
+def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Show the step DAG: each step, cached or to run, its inputs and its estimated cost."""
+    _quiet_environment()
+    from harness.pipeline.costs import estimate_costs
+    from harness.pipeline.planner import describe
+
+    try:
+        p = _load_plan(file, example, output, load_data=False)
+    except InputError as exc:
+        _bad_input(exc)
+    info = describe(p)
+    costs = estimate_costs(p)
+    for row in info["steps"]:
+        row["cost"] = costs.per_step.get(row["key"], {})
+    info["cost_total"] = costs.total
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"run directory: {p.output}")
+    for b in info["models"]:
+        typer.echo(f"  model {b['model']}: backend {b['backend']} ({b['reason']}) revision={b['revision']}")
+    labels = {s.key: s.label for s in p.steps}
+    for row in info["steps"]:
+        after = f" after {', '.join(labels[k] for k in row['inputs'])}" if row["inputs"] else ""
+        cost = f"  ~{costs.describe(row['key'])}" if row["key"] in costs.per_step else ""
+        typer.echo(f"  [{row['status']:>6}] {row['label']} key={row['key'][:20]}{after}{cost}")
+    todo = sum(r["status"] != "cached" for r in info["steps"])
+    typer.echo(f"{todo} of {len(info['steps'])} step(s) to run")
+    typer.echo(f"estimated cost of the steps to run: {costs.describe_total()}")
+    _echo_plan_notes(p)
+
+
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local | ray")]
+
+
+@app.command()
+def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
+        device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda:0 (default: auto).")] = None,
+        executor: ExecutorOpt = "local",
+        address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local one).")] = None,
+        jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Local executor: independent units run at once.")] = 1,
+        no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")] = False) -> None:
+    """Run a matrix: every missing generate, train and evaluate step; finished steps are reused."""
+    _quiet_environment()
+    from harness.pipeline.preflight import check_device, check_executor
+
+    try:
+        check_device(device)
+        check_executor(executor, address)
+        p = _load_plan(file, example, output)
+    except InputError as exc:
+        _bad_input(exc)
+    _echo_data_notes(p)
+    _echo_plan_notes(p)
+    from harness.quiet import progress_bars_hidden
+
+    with progress_bars_hidden(no_progress):
+        if executor == "ray":
+            from harness.pipeline.ray_executor import run_plan_on_ray
+
+            try:
+                report = run_plan_on_ray(p, address=address, show_progress=not no_progress, device=device)
+            except InputError as exc:
+                _bad_input(exc)
+        else:
+            from harness.pipeline.local import run_plan
+
+            report = run_plan(p, show_progress=not no_progress, device=device, jobs=jobs)
+    _echo_outcomes(report)
+    typer.echo(f"results: {p.output / 'results'}")
+    raise typer.Exit(EXIT_FAILED if report.failed else EXIT_OK)
+
+
+def _echo_outcomes(report: Any) -> None:
+    for o in report.outcomes:
+        if o.status in ("failed", "skipped"):
+            what = f"{o.model} × {o.task}" if o.kind == "evaluate" else o.label
+            typer.secho(f"  {o.status.upper()} {what}: {o.error}", fg=typer.colors.RED, err=True)
+        elif o.kind == "generate":
+            typer.echo(f"  {o.status:>6} {o.label}: kept {o.summary.get('kept')} examples")
+        elif o.kind == "train":
+            loss = o.summary.get("final_loss")
+            typer.echo(f"  {o.status:>6} {o.label}: {o.summary.get('steps')} steps, final loss "
+                       f"{loss:.4f}" if isinstance(loss, float) else f"  {o.status:>6} {o.label}")
+        else:
+            flat = ", ".join(f"{sp}/{ss}={v:.5f}" for sp, subs in o.scores.items() for ss, v in subs.items() if v is not None)
+            typer.echo(f"  {o.status:>6} {o.model} × {o.task}: {flat}")
+    counts = {k: sum(o.kind == k and o.status == "done" for o in report.outcomes) for k in ("generate", "train", "evaluate")}
+    texts = sum(v.get("texts_encoded", 0) for k, v in report.encode_stats.items() if not k.startswith("_"))
+    typer.echo(f"ran {counts['generate']} generate, {counts['train']} train, {counts['evaluate']} evaluate step(s); "
+               f"{texts} text(s) encoded")
+
+
+@app.command("ls")
+def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")] = "tasks",
+       task_type: Annotated[Optional[str], typer.Option("--type", help="Filter tasks by mteb type (any case, e.g. retrieval).")] = None) -> None:
+    """List mteb task names (type, main score, splits; superseded tasks marked), shipped examples, or reference baselines."""
+    _quiet_environment()
+    if what == "examples":
+        from harness.examples import example_names
+
+        for n in example_names():
+            typer.echo(n)
+        return
+    if what == "baselines":
+        from leaderboards.reference import load_reference
+
+        data = load_reference()
+        for name, model in data.models.items():
+            typer.echo(f"{name}\t{len(model.scores) if hasattr(model, 'scores') else ''}")
+        typer.echo(f"# {data.provenance}")
+        return
+    if what != "tasks":
+        _bad_input(InputError(None, "what", f"unknown listing {what!r}", "use one of: tasks, examples, baselines"))
+    from harness.evaluation.task_catalog import all_tasks, canonical_type
+
+    try:
+        wanted = canonical_type(task_type) if task_type else None
+    except InputError as exc:
+        _bad_input(exc)
+    for t in all_tasks():
+        if wanted and t.type != wanted:
+            continue
+        mark = f"\tsuperseded by {t.superseded_by}" if t.superseded_by else ""
+        typer.echo(f"{t.name}\t{t.type}\t{t.main_score}\t{','.join(t.splits)}{mark}")

@@ -1,0 +1,139 @@
+"""The local executor: the plan's units in dependency order, one at a time or ``jobs`` at once.
+
+Sequential is the default because on one machine the model is the bottleneck. With ``jobs > 1``
+independent units run in threads (generation waits on an LLM server, evaluation of small models on
+separate cores); training units still run one at a time, since a training process owns the
+machine's accelerator and seeds torch's global RNG. A failed step does not stop other branches;
+its dependents are reported as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from atomicio import atomic_write_json, remove_stale_temporaries
+from harness.pipeline.execute import (RunContext, StepOutcome, Unit, default_cache_path, execute_unit, skipped,
+                                      units)
+from harness.pipeline.planner import Plan
+from harness.provenance import environment
+from harness.steps.base import TRAIN
+
+
+@dataclass
+class RunReport:
+    output: Path
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    encode_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    executor: str = "local"
+
+    @property
+    def failed(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "skipped")]
+
+    def count(self, kind: str, status: str) -> int:
+        return sum(o.kind == kind and o.status == status for o in self.outcomes)
+
+    def add(self, outcomes: list[StepOutcome], stats: dict[str, Any]) -> None:
+        self.outcomes.extend(outcomes)
+        for name, st in (stats.get("encode") or {}).items():
+            self.encode_stats[name] = st
+        cache = stats.get("cache")
+        if cache:
+            total = self.encode_stats.setdefault("_cache", {"hits": 0, "misses": 0, "damaged": 0})
+            for k, v in cache.items():
+                total[k] = total.get(k, 0) + v
+
+    def to_json(self) -> dict[str, Any]:
+        return {"output": str(self.output), "executor": self.executor,
+                "steps": [o.__dict__ for o in self.outcomes], "encode_stats": self.encode_stats}
+
+
+def blocked_by(unit: Unit, failed: dict[str, str]) -> str | None:
+    for i in unit.inputs:
+        if i.key in failed:
+            return f"input {i.label} {failed[i.key]}"
+    return None
+
+
+def make_context(plan: Plan, *, show_progress: bool, device: str | None, cache_path: Path | None) -> RunContext:
+    plan.output.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(plan.output)
+    return RunContext(plan=plan, device=device, show_progress=show_progress,
+                      cache_path=cache_path or default_cache_path(plan), environment=environment())
+
+
+def record_failures(outcomes: list[StepOutcome], failed: dict[str, str]) -> None:
+    for o in outcomes:
+        if o.status in ("failed", "skipped"):
+            failed[o.key] = "failed" if o.status == "failed" else "was skipped"
+
+
+def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = None, cache_path: Path | None = None,
+             jobs: int = 1) -> RunReport:
+    ctx = make_context(plan, show_progress=show_progress, device=device, cache_path=cache_path)
+    report = RunReport(output=plan.output)
+    todo = units(plan)
+    failed: dict[str, str] = {}
+    bar = tqdm(total=len(plan.steps), desc="steps", unit="step", disable=not show_progress)
+
+    def finish(outcomes: list[StepOutcome], stats: dict[str, Any]) -> None:
+        record_failures(outcomes, failed)
+        report.add(outcomes, stats)
+        bar.update(len(outcomes))
+
+    try:
+        if jobs <= 1:
+            for unit in todo:
+                reason = blocked_by(unit, failed)
+                if reason:
+                    finish([skipped(s, reason) for s in unit.steps], {})
+                    continue
+                bar.set_postfix_str(unit.label)
+                finish(*execute_unit(unit, ctx))
+        else:
+            _run_concurrently(todo, ctx, jobs, failed, finish)
+    finally:
+        bar.close()
+        atomic_write_json(plan.output / "run.json", report.to_json())
+    return report
+
+
+def _run_concurrently(todo: list[Unit], ctx: RunContext, jobs: int, failed: dict[str, str], finish: Any) -> None:
+    train_lock = threading.Lock()
+    finished: set[str] = set()
+    pending = list(todo)
+    running: dict[Future, Unit] = {}
+
+    def work(unit: Unit) -> tuple[list[StepOutcome], dict[str, Any]]:
+        if unit.kind == TRAIN:
+            with train_lock:
+                return execute_unit(unit, ctx)
+        return execute_unit(unit, ctx)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while pending or running:
+            for unit in list(pending):
+                ins = unit.inputs
+                if all(i.key in finished or i.key in failed for i in ins):
+                    pending.remove(unit)
+                    reason = blocked_by(unit, failed)
+                    if reason:
+                        outs = [skipped(s, reason) for s in unit.steps]
+                        finish(outs, {})
+                        finished.update(s.key for s in unit.steps)
+                        continue
+                    running[pool.submit(work, unit)] = unit
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                unit = running.pop(fut)
+                outcomes, stats = fut.result()
+                finish(outcomes, stats)
+                finished.update(s.key for s in unit.steps)
