@@ -106,7 +106,7 @@ def test_hub_model_key_follows_the_resolved_commit(tmp_path: Path, monkeypatch: 
     second = build_plan(load_matrix(m), load_data=False)
     assert first.models[0].key != second.models[0].key
     assert first.models[0].revision != second.models[0].revision
-    assert first.cells[0].key != second.cells[0].key
+    assert first.of_kind("evaluate")[0].key != second.of_kind("evaluate")[0].key
 
 
 def test_unresolvable_hub_model_is_bad_input_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,7 @@ from harness.evaluation.embedding_cache import EmbeddingCache
 from harness.evaluation.results import results_dir
 from harness.pipeline.planner import Plan
 from harness.pipeline.store import ArtifactStore, Manifest
-from harness.steps.base import EVALUATE, GENERATE, TRAIN, Step
+from harness.steps.base import EVALUATE, GENERATE, TRAIN, Step, canonical_hash
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,10 @@ class Unit:
 
     @property
     def label(self) -> str:
-        return self.steps[0].label if len(self.steps) == 1 else f"evaluate {self.steps[0].payload.model.spec.name} ({len(self.steps)} tasks)"
+        if self.kind != EVALUATE:
+            return self.steps[0].label
+        names = list(dict.fromkeys(s.payload.model.spec.name for s in self.steps))
+        return f"evaluate {', '.join(names)} ({len(self.steps)} cells)"
 
 
 def units(plan: Plan) -> list[Unit]:
@@ -75,7 +78,7 @@ def units(plan: Plan) -> list[Unit]:
     for s in plan.steps:
         if s.kind == EVALUATE and s.group is not None:
             if s.group not in groups:
-                groups[s.group] = Unit(EVALUATE, [], f"evaluate:{s.payload.model.key[:16]}")
+                groups[s.group] = Unit(EVALUATE, [], f"evaluate:{canonical_hash(s.group)[:16]}")
                 out.append(groups[s.group])
             groups[s.group].steps.append(s)
         else:
@@ -187,27 +190,28 @@ def execute_unit(unit: Unit, ctx: RunContext) -> tuple[list[StepOutcome], dict[s
             return [fail(step, ctx, exc)], {}
     from harness.steps.evaluate import ModelSession, run_evaluate
 
-    mp = unit.steps[0].payload.model
     cache = EmbeddingCache(ctx.cache_path)
     outcomes: list[StepOutcome] = []
-    session: ModelSession | None = None
+    sessions: dict[str, ModelSession] = {}  # one per model entry; entries on the same weights share the loaded model
     try:
-        if mp.train is not None:
-            mp.resolve_trained(model_path(ctx.store.step_dir(TRAIN, mp.train.key)), ctx.plan.loaded.path)
-        session = ModelSession(mp, matrix_dir=ctx.plan.loaded.base_dir, matrix_path=ctx.plan.loaded.path, cache=cache,
-                               overrides=unit.steps[0].payload.overrides, device=ctx.device,
-                               show_progress=ctx.show_progress, loaded=ctx.loaded_models)
         for step in unit.steps:
+            mp = step.payload.model
             try:
-                outcomes.append(run_step(step, ctx, lambda work, step=step: run_evaluate(step, work, session,
-                                                                                           environment=ctx.environment)))
-            except Exception as exc:
+                session = sessions.get(mp.spec.name)
+                if session is None:
+                    if mp.train is not None:
+                        mp.resolve_trained(model_path(ctx.store.step_dir(TRAIN, mp.train.key)), ctx.plan.loaded.path)
+                    session = sessions[mp.spec.name] = ModelSession(
+                        mp, matrix_dir=ctx.plan.loaded.base_dir, matrix_path=ctx.plan.loaded.path, cache=cache,
+                        overrides=step.payload.overrides, device=ctx.device, show_progress=ctx.show_progress,
+                        loaded=ctx.loaded_models)
+                outcomes.append(run_step(step, ctx, lambda work, step=step, session=session: run_evaluate(
+                    step, work, session, environment=ctx.environment)))
+            except Exception as exc:  # this cell fails; a model that cannot load fails each of its cells alike
                 outcomes.append(fail(step, ctx, exc))
-    except Exception as exc:  # the model is unusable: every cell of it fails, others go on
-        done = {o.key for o in outcomes}
-        outcomes.extend(fail(s, ctx, exc) for s in unit.steps if s.key not in done)
     finally:
         stats = {"hits": cache.hits, "misses": cache.misses, "damaged": cache.damaged}
         cache.close()
-    encode = {mp.spec.name: session.stats()} if session is not None and session.embedder is not None else {}
+    # cumulative per loaded model: entries sharing weights report the same counter
+    encode = {name: s.stats() for name, s in sessions.items() if s.embedder is not None}
     return outcomes, {"encode": encode, "cache": stats}

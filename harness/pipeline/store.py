@@ -13,8 +13,8 @@ the first and then finds the step done instead of redoing or overwriting it.
 
 Checking a step never re-hashes its outputs (training checkpoints are gigabytes): the manifest
 records each output's size, and "done" means the manifest is complete and every output exists with
-that size. The step *key* is what guarantees content; a corrupted output is a storage problem that
-``harness run --verify`` is not needed for, because keys never point at changed inputs.
+that size. The step *key* is what guarantees content: a finished step's inputs can never change
+under it, since changed inputs make a different key.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from atomicio import atomic_write_json
+from atomicio import atomic_write_json, publish_directory
 
 MANIFEST = "manifest.json"
 
@@ -122,7 +122,7 @@ class ArtifactStore:
         """Write the manifest into the work directory, then rename the directory into place.
 
         The caller holds the claim, so nobody else is renaming this key; an existing final
-        directory (a complete one from an older layout, or a damaged one) is moved aside first.
+        directory (a damaged one whose outputs no longer match) is replaced as a whole.
         """
         work = self.work_dir(kind, key)
         outputs = {p.relative_to(work).as_posix(): p.stat().st_size for p in sorted(work.rglob("*"))
@@ -130,12 +130,7 @@ class ArtifactStore:
         m = Manifest(kind=kind, key=key, label=label, code_version=code_version, params=params, inputs=inputs,
                      outputs=outputs, summary=summary, seconds=round(seconds, 3), finished_at=time.time())
         atomic_write_json(work / MANIFEST, json.loads(m.model_dump_json()))
-        final = self.step_dir(kind, key)
-        if final.exists():
-            trash = final.with_name(f".trash-{key}-{os.getpid()}")
-            os.rename(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.rename(work, final)
+        publish_directory(work, self.step_dir(kind, key))
         return m
 
     def fresh_work_dir(self, kind: str, key: str) -> Path:
