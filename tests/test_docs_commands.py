@@ -99,7 +99,7 @@ def _options(cmd: Any) -> set[str]:
 def test_extraction_finds_the_documented_commands() -> None:
     texts = [c.text for c in doc_commands()]
     assert len(texts) >= 20
-    assert "harness run --example smoke" in texts and "harness report runs/smoke --baselines none" in texts
+    assert "harness run examples/quickstart.yaml" in texts and "harness report runs/quickstart --baselines none" in texts
     assert any(t.startswith("harness gate --baseline runs/base --candidate runs/pr") for t in texts)  # joined continuation
 
 
@@ -123,16 +123,31 @@ def test_options_quoted_alone_exist() -> None:
             assert span in every, f"{path.relative_to(REPO)}: `{span}` is not an option of any harness command"
 
 
+@pytest.mark.slow
 def test_readme_first_command_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`harness run --example smoke && harness report runs/smoke --baselines none`, in a fresh folder."""
+    """README's first command — the quickstart: generate -> train -> evaluate, then the report — in a
+    checkout-like folder; the trained rows differ from the base rows; a second run does nothing."""
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    shutil.copytree(REPO / "harness" / "smoke_data", tmp_path / "harness" / "smoke_data")
+    matrix = tmp_path / "examples" / "quickstart.yaml"
+    if (REPO / ".." / "shared" / "data").is_dir():  # where the checkout has ../shared, so does the copy
+        matrix.write_text(matrix.read_text().replace("../../shared/data", str((REPO / ".." / "shared" / "data").resolve())))
     monkeypatch.chdir(tmp_path)
-    first = next(line for _, line in _code(REPO / "README.md") if "harness run --example smoke" in line)
+    first = next(line for _, line in _code(REPO / "README.md") if "harness run examples/quickstart.yaml" in line)
     chain = [c for c in doc_commands() if c.source == "README.md:4"]
-    assert [c.text for c in chain] == ["harness run --example smoke", "harness report runs/smoke --baselines none"], first
-    for command in chain:
-        result = cli(*command.argv)
-        assert result.exit_code == 0, f"{command.source}: {command.text}\n{result.output}"
-    assert "all-MiniLM-L6-v2" in result.output and "| 1 | all-MiniLM-L6-v2 | run |" in result.output
+    assert [c.text for c in chain] == ["harness run examples/quickstart.yaml", "harness report runs/quickstart --baselines none"], first
+    run = cli(*chain[0].argv, "--no-progress")
+    assert run.exit_code == 0, run.output
+    assert "ran 1 generate, 2 train," in run.output
+    report = cli(*chain[1].argv)
+    assert report.exit_code == 0, report.output
+    per_task = [line for line in report.output.split("## Per task")[1].splitlines() if line.startswith("| ") and "---" not in line][1:]
+    scores = {line.split("|")[1].strip(): [c.split(" (")[0].strip() for c in line.split("|")[2:-1]] for line in per_task}
+    assert set(scores) == {"minilm", "minilm-synthetic", "smollm2", "smollm2-synthetic"}, report.output
+    assert scores["smollm2-synthetic"] != scores["smollm2"] and scores["minilm-synthetic"] != scores["minilm"]
+    again = cli(*chain[0].argv, "--no-progress")
+    assert again.exit_code == 0, again.output
+    assert "ran 0 generate, 0 train, 0 evaluate step(s); 0 text(s) encoded" in again.output
 
 
 def _backdate(run_dir: Path) -> None:
