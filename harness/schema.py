@@ -168,37 +168,17 @@ class Matrix(_Strict):
     mixtures: list[MixtureSpec] = Field(default_factory=list)
     cache_dir: Path | None = None
 
-    @field_validator("generate")
+    @field_validator("generate", "mixtures", "models", "tasks")
     @classmethod
-    def _unique_generate_names(cls, value: list[GenerateSpec]) -> list[GenerateSpec]:
-        _require_unique([g.name for g in value], "generate name")
+    def _unique_names(cls, value: list[Any], info: Any) -> list[Any]:
+        """Names are how entries refer to each other (a mixture's generate, a train's base), so each is unique."""
+        names = [getattr(v, "name", None) or f"benchmark:{getattr(v, 'benchmark', '')}" for v in value]
+        seen: set[str] = set()
+        for n in names:
+            if n in seen:
+                raise ValueError(f"duplicate {info.field_name.rstrip('s')} name {n!r}; each must appear once")
+            seen.add(n)
         return value
-
-    @field_validator("mixtures")
-    @classmethod
-    def _unique_mixture_names(cls, value: list[MixtureSpec]) -> list[MixtureSpec]:
-        _require_unique([m.name for m in value], "mixture name")
-        return value
-
-    @field_validator("models")
-    @classmethod
-    def _unique_model_names(cls, value: list[ModelSpec]) -> list[ModelSpec]:
-        _require_unique([m.name for m in value], "model name")
-        return value
-
-    @field_validator("tasks")
-    @classmethod
-    def _unique_task_names(cls, value: list[TaskSpec]) -> list[TaskSpec]:
-        _require_unique([t.name or f"benchmark:{t.benchmark}" for t in value], "task name")
-        return value
-
-
-def _require_unique(names: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            raise ValueError(f"duplicate {what} {n!r}; each must appear once")
-        seen.add(n)
 
 
 class LoadedMatrix(BaseModel):
