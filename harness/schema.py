@@ -50,6 +50,9 @@ class TrainSpec(_Strict):
     mixture: str = Field(min_length=1)
     recipe: Path | dict[str, Any] | None = None
     gguf_file: str | None = None
+    revision: str | None = None
+    """Hub base only: the branch, tag or commit to train from. Planning resolves it to a commit (a full
+    commit hash needs no hub, so a pinned matrix plans offline); the trainer loads exactly that commit."""
 
 
 class MixtureSpec(_Strict):

@@ -35,6 +35,7 @@ class BaseModel:
     pooling: str  # "lasttoken" | "mean" | "cls"
     normalize: bool
     gguf_file: str | None = None
+    revision: str | None = None  # hub bases only: the commit (or branch/tag) every load reads
 
 
 def default_cache_dir() -> Path:
@@ -103,20 +104,23 @@ def dense_copy_of_gguf(gguf_path: Path, cache_dir: Path) -> Path:
 
 
 def resolve_base(location: ModelLocation, *, gguf_file: str | None, pooling: str, cache_dir: Path,
-                 config_path: Path | None, field: str = "base_model") -> BaseModel:
+                 config_path: Path | None, field: str = "base_model", revision: str | None = None) -> BaseModel:
     """Decide the load path, architecture and pooling of a base model from its own files."""
     reference = location.value
+    if revision is not None and location.kind != "hub":
+        raise TrainInputError(config_path, "revision", f"'revision:' pins a hub model's commit, but {reference!r} is local",
+                              "remove it: a local model is identified by its files")
     if location.kind == "hub":
         from transformers import AutoConfig
 
         try:
-            cfg = AutoConfig.from_pretrained(reference)
+            cfg = AutoConfig.from_pretrained(reference, revision=revision)
         except Exception as exc:  # offline, or no such repository
             raise TrainInputError(config_path, field, f"cannot load hub model {reference!r} ({type(exc).__name__})",
                                   "check the id and network access, or point to a local directory") from None
         arch = "decoder" if any(m in a for a in (cfg.architectures or []) for m in DECODER_MARKERS) else "encoder"
         mode = pooling if pooling != "auto" else ("lasttoken" if arch == "decoder" else "mean")
-        return BaseModel(reference, reference, arch, mode, True)
+        return BaseModel(reference, reference, arch, mode, True, revision=revision)
 
     path = Path(reference)
     if path.is_file() and path.suffix == ".gguf":
@@ -193,7 +197,7 @@ def make_tokenizer_append_eos(tokenizer: Any, source: str, config_path: Path | N
 def load_tokenizer(base: BaseModel, config_path: Path | None) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base.load_path)
+    tokenizer = AutoTokenizer.from_pretrained(base.load_path, revision=base.revision)
     tokenizer.padding_side = "right"
     if base.pooling == "lasttoken":
         make_tokenizer_append_eos(tokenizer, base.reference, config_path)
@@ -208,7 +212,7 @@ def load_backbone(base: BaseModel, dtype: str = "float32") -> Any:
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(base.load_path, dtype=getattr(torch, dtype))
+    model = AutoModel.from_pretrained(base.load_path, dtype=getattr(torch, dtype), revision=base.revision)
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False  # an embedder never decodes; a KV cache only costs memory and recompiles
     return model

@@ -42,6 +42,7 @@ class TrainConfig(_Strict):
     name: str | None = None
     base_model: str  # hub id | local path | pkg:<module>/<subdir> | a .gguf file
     gguf_file: str | None = None
+    revision: str | None = None  # hub base_model only: the commit (or branch/tag) to load
     miner: str | None = None  # model that mines hard negatives (default: the base model itself)
     pooling: Literal["auto", "lasttoken", "mean", "cls"] = "auto"
     instructions: Literal["auto", "e5", "none"] = "auto"  # auto: E5 template for decoders, none for encoders
@@ -84,6 +85,8 @@ class TrainConfig(_Strict):
     def identity(self) -> str:
         """Hash of everything that changes the trained weights (not logging or output location)."""
         blob = self.model_dump(mode="json", exclude={"output", "log_every", "name", "device"})
+        if blob.get("revision") is None:
+            blob.pop("revision", None)  # unset: the identity of every config written before the field existed
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 

@@ -76,6 +76,8 @@ def export_model(*, base: BaseModel, tokenizer: Any, trainable: dict[str, torch.
             cfg_path = tmp / "adapter_config.json"
             cfg = json.loads(cfg_path.read_text())
             cfg["base_model_name_or_path"] = base.load_path
+            if base.revision is not None:
+                cfg["revision"] = base.revision  # peft's field: the base commit the adapter was trained on
             atomic_write_json(cfg_path, cfg)
         tokenizer.save_pretrained(tmp)
         (tmp / "chat_template.jinja").unlink(missing_ok=True)

@@ -118,7 +118,8 @@ def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Pat
     except ReferenceError_ as exc:
         raise TrainInputError(config_path, "base_model", exc.problem, exc.fix) from None
     cache = cache_dir or default_cache_dir()
-    base = resolve_base(location, gguf_file=config.gguf_file, pooling=config.pooling, cache_dir=cache, config_path=config_path)
+    base = resolve_base(location, gguf_file=config.gguf_file, pooling=config.pooling, cache_dir=cache, config_path=config_path,
+                        revision=config.revision)
     tokenizer = load_tokenizer(base, config_path)
     torch.manual_seed(config.seed)
     backbone = load_backbone(base, "float32")

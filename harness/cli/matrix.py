@@ -76,7 +76,7 @@ def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = N
     labels = {s.key: s.label for s in p.steps}
     for row in info["steps"]:
         after = f" after {', '.join(labels[k] for k in row['inputs'])}" if row["inputs"] else ""
-        cost = f"  ~{costs.describe(row['key'])}" if row["key"] in costs.per_step else ""
+        cost = f"  — {costs.describe(row['key'])}" if row["key"] in costs.per_step else ""
         typer.echo(f"  [{row['status']:>6}] {row['label']} key={row['key'][:20]}{after}{cost}")
     todo = sum(r["status"] != "cached" for r in info["steps"])
     typer.echo(f"{todo} of {len(info['steps'])} step(s) to run")

@@ -92,6 +92,8 @@ def _mixture_params(mix: MixtureSpec, index: int, loaded: LoadedMatrix, generate
         if src["kind"] == "registry" and src.get("source") not in REGISTRY:
             raise InputError(src_path, f"{f}.source", f"unknown training source {src.get('source')!r}",
                              closest(str(src.get("source")), list(REGISTRY)))
+        if src["kind"] == "registry" and src.get("path") is None:
+            _require_local_copy(str(src["source"]), src_path, f"{f}.path", "path: <folder>")
         canon = dict(src)
         for key in ("path", "data_files"):
             value = src.get(key)
@@ -119,9 +121,12 @@ def _mixture_params(mix: MixtureSpec, index: int, loaded: LoadedMatrix, generate
     canon = mix.model_dump(exclude={"name"}, exclude_none=True)
     if mix.preset is not None:
         try:
-            get_preset(mix.preset, where)
+            names = get_preset(mix.preset, where)
         except TrainInputError as exc:
             raise InputError(src_path, f"{where}.preset", exc.problem, exc.fix) from None
+        for name in names:
+            if name not in mix.paths:
+                _require_local_copy(name, src_path, f"{where}.paths.{name}", f"paths: {{{name}: <folder>}}")
         for name, p in mix.paths.items():
             resolved = loaded.resolve(Path(p))
             if not resolved.exists():
@@ -130,6 +135,21 @@ def _mixture_params(mix: MixtureSpec, index: int, loaded: LoadedMatrix, generate
     else:
         canon["sources"] = canon_sources
     return canon, inputs
+
+
+def _require_local_copy(source: str, matrix: Path, field: str, how: str) -> None:
+    """Registry sources with no hub copy (the synthetic set, BEIR-layout folders) fail at train time
+    without a local path: say so now, before anything runs."""
+    from trainers.data.registry import REGISTRY, BeirLoader
+
+    entry = REGISTRY[source]
+    if entry.loader is None:
+        raise InputError(matrix, field, "the synthetic source needs generated data and none is given",
+                         "list the mixture as sources: with {kind: generated, generate: <generate entry>} (or give "
+                         "a path to a generator's output)")
+    if isinstance(entry.loader, BeirLoader):
+        raise InputError(matrix, field, f"{entry.title} has no ready-made hub copy; training reads it from a local folder",
+                         f"prepare {entry.loader.how} and add '{how}', or leave the source out")
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -169,6 +189,7 @@ class _ModelPlanner:
         self.specs = {m.name: (i, m) for i, m in enumerate(loaded.matrix.models)}
         self.done: dict[str, ModelPlan] = {}
         self.visiting: list[str] = []
+        self.notes: list[str] = []
 
     def plan(self, name: str) -> ModelPlan:
         if name in self.done:
@@ -181,6 +202,8 @@ class _ModelPlanner:
                              "a model cannot be trained from itself; point one 'base:' at a pretrained model")
         self.visiting.append(name)
         mp = _external(spec, self.loaded) if spec.train is None else self._trained(spec, where)
+        if mp.resolved is not None and mp.resolved.decision.guessed:
+            self.notes.append(f"model {name}: {mp.resolved.decision.reason}")
         self.visiting.pop()
         self.done[name] = mp
         return mp
@@ -198,7 +221,10 @@ class _ModelPlanner:
                              f"use one of: {', '.join(self.mixtures) or '(none: add a mixtures: entry)'}")
         mix_params, mix_inputs = self.mixtures[t.mixture]
         base_step: Step | None = None
-        base_ref, gguf = t.base, t.gguf_file
+        base_ref, gguf, base_commit = t.base, t.gguf_file, None
+        if t.revision is not None and t.base in self.specs:
+            raise InputError(src, f"{where}.train.revision", f"the base {t.base!r} is an entry of this matrix",
+                             f"remove it here; pin the commit with 'revision:' on the entry {t.base!r} itself")
         if t.base in self.specs:
             base_plan = self.plan(t.base)
             if base_plan.train is not None:
@@ -207,21 +233,31 @@ class _ModelPlanner:
             else:
                 base_ref, gguf = base_plan.spec.model or "", gguf or base_plan.spec.gguf_file
                 base_identity, base_backend = base_plan.resolved.identity.content, base_plan.backend  # type: ignore[union-attr]
+                base_commit = base_plan.resolved.identity.hub_commit  # type: ignore[union-attr]
         else:
             field = f"{where}.train.base"
             ref = resolve_reference(t.base, self.loaded.base_dir, src, field=field)
             if ref.kind == "openai":
                 raise InputError(src, field, "an API model cannot be fine-tuned here", "name a local path, pkg: or hub model")
-            ident = model_identity(ref, gguf_file=gguf, source=src, field=field)
-            decision = decide_backend(ref, gguf_file=ident.gguf_file, hub_commit=ident.hub_commit)
+            if t.revision is not None and ref.kind != "hub":
+                raise InputError(src, f"{where}.train.revision", f"'revision:' pins a hub model's commit, but {t.base!r} is a "
+                                 f"{ref.kind} reference", "remove it: a local base is identified by its files")
+            ident = model_identity(ref, gguf_file=gguf, revision=t.revision, source=src,
+                                   field=f"{where}.train.revision" if t.revision else field)
+            # The entry's kind:/pooling: say what the trained model is; offline, where a hub base's own
+            # files cannot be read, they are also what decides the base's backend (see decide_backend).
+            decision = decide_backend(ref, kind=spec.kind, pooling=spec.pooling, gguf_file=ident.gguf_file,
+                                      hub_commit=ident.hub_commit)
             base_ref = ref.value if ref.kind == "path" else t.base
-            base_identity, base_backend = ident.content, decision.backend
+            base_identity, base_backend, base_commit = ident.content, decision.backend, ident.hub_commit
+            if decision.guessed:
+                self.notes.append(f"model {spec.name}: base {t.base} — {decision.reason}")
         recipe = _recipe(spec, where, self.loaded)
-        bad = sorted(set(recipe) & {"base_model", "data", "output"})
+        bad = sorted(set(recipe) & {"base_model", "data", "output", "revision"})
         if bad:
             raise InputError(src, f"{where}.train.recipe.{bad[0]}", "set by the matrix, not the recipe",
                              "remove it: 'base:' and 'mixture:' of the train entry say which model and data")
-        payload = TrainPayload(name=spec.name, matrix_path=src, recipe=recipe, base=base_ref, gguf_file=gguf,
+        payload = TrainPayload(name=spec.name, matrix_path=src, recipe=recipe, base=base_ref, gguf_file=gguf, revision=base_commit,
                                data={k: v for k, v in self.loaded.matrix.mixtures[self._mix_index(t.mixture)]
                                      .model_dump(exclude={"name"}, exclude_none=True).items()},
                                generated=self.generated, base_step=base_step)
@@ -229,7 +265,7 @@ class _ModelPlanner:
             cfg = build_config(payload, None, validate_only=True)
         except ValidationError as exc:
             raise recipe_error(src, f"{where}.train.recipe", exc) from None
-        recipe_params = cfg.model_dump(mode="json", exclude={"base_model", "gguf_file", "data", "output", "name",
+        recipe_params = cfg.model_dump(mode="json", exclude={"base_model", "gguf_file", "revision", "data", "output", "name",
                                                              "log_every", "device"})
         from harness.steps.train import CODE_VERSION
 
@@ -274,6 +310,8 @@ def _expand_tasks(loaded: LoadedMatrix, notes: list[str]) -> list[tuple[int, Tas
                 subsets = [s for s in (spec.subsets or []) if s in task.hf_subsets] or None
                 if spec.subsets and subsets is None:
                     continue  # a language filter that leaves nothing of this task
+                if subsets is None and len(task.hf_subsets) < len(mteb.get_task(name).hf_subsets):
+                    subsets = list(task.hf_subsets)  # the benchmark's own selection, e.g. only 'en' in MTEB(eng, v1)
                 splits = [s for s in (spec.splits or []) if s in task.metadata.eval_splits] or None
                 seen.add(name)
                 out.append((i, spec.model_copy(update={"name": name, "benchmark": None, "subsets": subsets, "splits": splits})))
@@ -387,6 +425,7 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
     mixtures = {mix.name: _mixture_params(mix, i, loaded, generated) for i, mix in enumerate(m.mixtures)}
     planner = _ModelPlanner(loaded, generated, mixtures)
     models = [planner.plan(spec.name) for spec in m.models]
+    notes.extend(planner.notes)
     tasks = [resolve_task(spec, loaded, i) for i, spec in _expand_tasks(loaded, notes)]
     if not tasks:
         raise InputError(loaded.path, "tasks", "no task left to run (every task is optional and its data is absent)",

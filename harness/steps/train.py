@@ -26,7 +26,7 @@ from harness.steps.base import Step
 CODE_VERSION = "1"
 MODEL = "model"  # the exported sentence-transformers directory inside the step directory
 # Recipe fields that are the matrix's to set (base, data) or that do not change the weights.
-NOT_RECIPE = {"base_model", "gguf_file", "data", "output", "name", "log_every", "device"}
+NOT_RECIPE = {"base_model", "gguf_file", "revision", "data", "output", "name", "log_every", "device"}
 
 
 @dataclass
@@ -41,6 +41,7 @@ class TrainPayload:
     data: dict[str, Any]  # a trainer DataSpec, with ``generated`` sources still naming their step
     generated: dict[str, Step]  # generate name -> step
     base_step: Step | None
+    revision: str | None = None  # a hub base's resolved commit: the trainer loads exactly what the key names
 
 
 def model_path(step_dir: Path) -> Path:
@@ -67,8 +68,9 @@ def build_config(payload: TrainPayload, step_dir_of: Any, *, validate_only: bool
         base = "<trained>" if validate_only else str(model_path(step_dir_of(payload.base_step)))
     else:
         base = payload.base
+    revision = payload.revision if payload.base_step is None else None
     return TrainConfig.model_validate({**payload.recipe, "base_model": base, "gguf_file": payload.gguf_file,
-                                       "data": data, "name": payload.name})
+                                       "revision": revision, "data": data, "name": payload.name})
 
 
 def recipe_error(matrix: Path, field: str, exc: ValidationError) -> InputError:

@@ -7,6 +7,12 @@ causal LM must not silently get mean pooling through sentence-transformers. The 
 ``modules.json``, the Pooling config, ``config.json`` architectures and the saved prompts, from a
 local directory or the local hub cache, and is shown by ``harness plan`` and written into every
 result's provenance.
+
+Offline, a hub model whose files are not in the local hub cache has nothing to read. Then mteb's
+model registry (shipped with mteb, no network) is asked how mteb itself loads the model, and the
+decision says so (``guessed``: the planner repeats it as a note); a model mteb does not know is
+assumed to be a sentence-transformers model, with a note naming ``kind:`` as the way to say
+otherwise. A run that can read the files decides from them again.
 """
 
 from __future__ import annotations
@@ -37,9 +43,15 @@ class BackendDecision:
     transformer_path: str = ""  # sub-folder of the Transformer module (weights and tokenizer)
     max_seq_length: int | None = None  # sentence_bert_config.json
     prompts: dict[str, str] = field(default_factory=dict)  # config_sentence_transformers.json
+    guessed: bool = False  # decided without the model's own files (offline, not cached); the reason says from what
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("guessed")  # the reason already differs; keys of decisions made from files stay as they were
+        return out
+
+
+_HUB_UNREACHABLE: list[bool] = []  # set once a download failed for want of a connection (each try costs ~20 s of retries)
 
 
 def _reader(ref: ModelReference, commit: str | None) -> Any:
@@ -55,12 +67,16 @@ def _reader(ref: ModelReference, commit: str | None) -> Any:
         hit = try_to_load_from_cache(ref.value, rel, revision=commit, cache_dir=os.environ.get("HF_HUB_CACHE") or None)
         if isinstance(hit, str):
             return _load(Path(hit))
-        if hit is None and not hub_offline():
-            try:
-                from huggingface_hub import hf_hub_download
+        if hit is None and not hub_offline() and not _HUB_UNREACHABLE:
+            from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import LocalEntryNotFoundError
 
+            try:
                 return _load(Path(hf_hub_download(ref.value, rel, revision=commit, cache_dir=os.environ.get("HF_HUB_CACHE") or None)))
-            except Exception:  # absent file or no network: the file simply is not there
+            except LocalEntryNotFoundError:  # no connection: asking again for the next file would only wait again
+                _HUB_UNREACHABLE.append(True)
+                return None
+            except Exception:  # absent file (or another hub error): the file simply is not there
                 return None
         return None
 
@@ -105,12 +121,15 @@ def decide_backend(ref: ModelReference, *, kind: str = "auto", pooling: str = "a
                                    st.pooling, st.normalize, st.transformer_path, st.max_seq_length, st.prompts)
         return BackendDecision("sentence-transformers", f"modules.json with {st.pooling or 'no'} pooling",
                                st.pooling, st.normalize, st.transformer_path, st.max_seq_length, st.prompts)
-    cfg = read("config.json") or {}
+    raw_cfg = read("config.json")
+    cfg = raw_cfg or {}
     arch = " ".join(cfg.get("architectures") or [])
     if "CausalLM" in arch:
         return BackendDecision("decoder", f"config.json architecture {arch}: decoder LLM, last-token pooling on an explicit EOS")
     if pooling == "last-token":
         return BackendDecision("decoder", "pooling: last-token set in the matrix")
+    if ref.kind == "hub" and raw_cfg is None:
+        return _offline_hub_decision(ref.value)
     return BackendDecision("sentence-transformers", f"no modules.json; config.json architecture {arch or 'unknown'}: "
                            "sentence-transformers default (mean pooling)")
 
@@ -136,3 +155,28 @@ def _with_layout(decision: BackendDecision, st: BackendDecision | None) -> Backe
         return decision
     return BackendDecision(decision.backend, decision.reason, st.pooling, st.normalize, st.transformer_path,
                            st.max_seq_length, st.prompts)
+
+
+def _offline_hub_decision(repo_id: str) -> BackendDecision:
+    """No file of a hub model could be read (offline and not cached): ask mteb's model registry."""
+    unread = "neither modules.json nor config.json is in the local hub cache or downloadable now"
+    try:
+        import mteb
+
+        meta = mteb.get_model_meta(repo_id, fetch_from_hf=False)
+    except Exception:  # noqa: BLE001 - not in mteb's registry (KeyError), or an mteb without this signature
+        meta = None
+    if meta is not None:
+        loader = getattr(meta.loader, "__name__", str(meta.loader))
+        kwargs = dict(getattr(meta, "loader_kwargs", None) or {})
+        template = str(kwargs.get("instruction_template") or "")
+        if kwargs.get("add_eos_token") or template.startswith("Instruct:"):
+            return BackendDecision("decoder", f"{unread}; mteb's model registry loads it with {loader} (E5 instruction "
+                                   "template, EOS appended): decoder path (last-token pooling on an explicit EOS) — "
+                                   "decided offline, the run re-decides from the files", "last-token", guessed=True)
+        if "Sentence Transformers" in (getattr(meta, "framework", None) or []):
+            return BackendDecision("sentence-transformers", f"{unread}; mteb's model registry loads it as a "
+                                   f"sentence-transformers model ({loader}) — decided offline, the run re-decides "
+                                   "from the files", guessed=True)
+    return BackendDecision("sentence-transformers", f"{unread}, and mteb's model registry does not know it: assumed "
+                           "sentence-transformers (set 'kind: decoder' on the entry if it is a decoder LLM)", guessed=True)

@@ -99,7 +99,8 @@ def _adapter_base(path: Path, source: str | Path | None, field: str) -> str | No
     if not cfg_path.is_file():
         return None
     try:
-        base = json.loads(cfg_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        adapter_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        base, base_revision = adapter_cfg.get("base_model_name_or_path"), adapter_cfg.get("revision")
     except ValueError as exc:
         raise InputError(cfg_path, None, f"not valid JSON ({exc})", "fix or re-export the adapter") from None
     if not base:
@@ -110,7 +111,7 @@ def _adapter_base(path: Path, source: str | Path | None, field: str) -> str | No
         local = (path / local) if (path / local).exists() else local
     if local.exists():
         return f"path:{content_fingerprint(str(local.resolve()))}"
-    return f"hub:{base}@{resolve_hub_commit(base, None, cfg_path, 'base_model_name_or_path')}"
+    return f"hub:{base}@{resolve_hub_commit(base, base_revision, cfg_path, 'base_model_name_or_path')}"
 
 
 def model_identity(ref: ModelReference, *, gguf_file: str | None = None, revision: str | None = None,
