@@ -333,9 +333,16 @@ def _safetensors_params(path: Path) -> int:
 
 
 def _gguf_params(path: Path) -> int:
+    st = path.stat()
+    return _gguf_params_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@cache
+def _gguf_params_of(path: str, size: int, mtime_ns: int) -> int:
+    """Memoised per file version: reading a GGUF header walks every tensor (seconds per call)."""
     from gguf import GGUFReader
 
-    reader = GGUFReader(str(path))
+    reader = GGUFReader(path)
     return sum(int(t.n_elements) for t in reader.tensors if t.name != "output.weight")  # output.weight: the LM head
 
 
