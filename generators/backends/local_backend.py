@@ -121,6 +121,7 @@ class LocalBackend:
         self._tok: Any = None
         self._compiler: Any = None
         self._grammars: dict[str, Any] = {}
+        self._threads_before: int | None = None
 
     def request_options(self) -> dict[str, Any]:
         """Everything besides the request that changes a completion here; it goes into the store key."""
@@ -137,6 +138,7 @@ class LocalBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if self.config.threads:
+            self._threads_before = torch.get_num_threads()
             torch.set_num_threads(self.config.threads)
         t0 = time.perf_counter()
         kw = {"gguf_file": self.gguf_file} if self.gguf_file else {}
@@ -248,3 +250,8 @@ class LocalBackend:
     async def aclose(self) -> None:
         self._model = None
         self._grammars.clear()
+        if self._threads_before is not None:  # torch's thread count is process-wide: give it back
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
