@@ -332,8 +332,30 @@ def test_plan_shows_each_step_to_run_then_cached_with_its_inputs(reference: Refe
                                     (reference.run_dir, "cached", "0 of 6 step(s) to run")):
         result = cli("plan", str(matrix), "--output", str(output))
         assert result.exit_code == 0, result.output
-        lines = [line.strip() for line in result.output.splitlines() if line.strip().startswith("[")]
+        rows = [line.strip() for line in result.output.splitlines() if line.strip().startswith("[")]
+        lines = [row.split("  — ")[0] for row in rows]  # the estimated cost follows a dash, for steps to run
         want = [f"[{status}] {label} key={keys[label][:20]}" + (f" after {after}" if after else "") for label, after in expected]
         assert lines == want, result.output
+        assert all(("cached: costs nothing" in row) == (status == "cached") for row in rows), result.output
         assert summary in result.output
     assert not (tmp_path / "run").exists(), "plan writes nothing"
+
+
+# --- 6. the same DAG as Ray tasks on a real local Ray cluster --------------------------------------
+
+@pytest.mark.slow
+def test_ray_executor_runs_the_dag_as_tasks_with_the_local_executors_results(reference: Reference, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    matrix = write_matrix(tmp_path, tiny_matrix(), tmp_path / "run")
+    env = {**subprocess_env(tmp_path), "RAY_AUTH_MODE": "disabled"}  # the run starts (and stops) its own local cluster
+    proc = subprocess.run(harness("run", matrix, "--executor", "ray", "--no-progress"), cwd=REPO, capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = read_json(tmp_path / "run" / "run.json")
+    assert run["executor"] == "ray"
+    assert status_counts(run) == {("generate", "done"): 1, ("train", "done"): 1, ("evaluate", "done"): N_EVAL}
+    tasks = run["ray_tasks"]  # generate, train, and one evaluate unit per model
+    assert len(tasks) == 4 and all(t["pid"] != os.getpid() for t in tasks)
+    assert scores(tmp_path / "run") == reference.scores
+    assert trained_weights(tmp_path / "run") == trained_weights(reference.run_dir)
+    assert_store_whole(tmp_path / "run")
