@@ -141,7 +141,8 @@ def test_readme_first_command_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "ran 1 generate, 2 train," in run.output
     report = cli(*chain[1].argv)
     assert report.exit_code == 0, report.output
-    per_task = [line for line in report.output.split("## Per task")[1].splitlines() if line.startswith("| ") and "---" not in line][1:]
+    section = report.output.split("## Per task")[1].split("\n#")[0]  # up to the next heading
+    per_task = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]  # no header
     scores = {line.split("|")[1].strip(): [c.split(" (")[0].strip() for c in line.split("|")[2:-1]] for line in per_task}
     assert set(scores) == {"minilm", "minilm-synthetic", "smollm2", "smollm2-synthetic"}, report.output
     assert scores["smollm2-synthetic"] != scores["smollm2"] and scores["minilm-synthetic"] != scores["minilm"]
