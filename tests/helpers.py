@@ -25,16 +25,17 @@ def _reject(token: str) -> Any:
     raise ValueError(f"non-strict JSON constant {token}")
 
 
-def main_scores(run_dir: Path) -> dict[tuple[str, str, str, str], float]:
-    """(model dir, task, split, subset) -> main score, from every task file under results/."""
+def main_scores(run_dir: Path, *, with_revision: bool = False) -> dict[tuple[str, ...], float]:
+    """(model dir[, revision], task, split, subset) -> main score, from every task file under results/."""
     out = {}
     for f in sorted((run_dir / "results").glob("*/*/*.json")):
         if f.name == "model_meta.json":
             continue
         obj = read_json(f)
+        model = (f.parts[-3], f.parts[-2]) if with_revision else (f.parts[-3],)
         for split, rows in obj["scores"].items():
             for row in rows:
-                out[(f.parts[-3], obj["task_name"], split, row["hf_subset"])] = row["main_score"]
+                out[(*model, obj["task_name"], split, row["hf_subset"])] = row["main_score"]
     return out
 
 

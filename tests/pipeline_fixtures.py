@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import read_json
+from tests.helpers import main_scores, read_json
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "harness" / "smoke_data"
@@ -86,15 +86,7 @@ def subprocess_env(basetemp: Path | None = None) -> dict[str, str]:
 
 def scores(run_dir: Path) -> dict[tuple[str, ...], float]:
     """(model, revision, task, split, subset) -> main score, from every results/<model>/<rev>/<Task>.json."""
-    out = {}
-    for f in sorted((run_dir / "results").glob("*/*/*.json")):
-        if f.name == "model_meta.json":
-            continue
-        obj = read_json(f)
-        for split, rows in obj["scores"].items():
-            for row in rows:
-                out[(f.parts[-3], f.parts[-2], obj["task_name"], split, row["hf_subset"])] = row["main_score"]
-    return out
+    return main_scores(run_dir, with_revision=True)
 
 
 def finished_steps(run_dir: Path) -> set[tuple[str, str]]:

@@ -200,7 +200,7 @@ def execute_unit(unit: Unit, ctx: RunContext) -> tuple[list[StepOutcome], dict[s
                 session = sessions.get(mp.spec.name)
                 if session is None:
                     if mp.train is not None:
-                        mp.resolve_trained(model_path(ctx.store.step_dir(TRAIN, mp.train.key)), ctx.plan.loaded.path)
+                        mp.resolve_trained(model_path(ctx.store.step_dir(TRAIN, mp.train.key)))
                     session = sessions[mp.spec.name] = ModelSession(
                         mp, matrix_dir=ctx.plan.loaded.base_dir, matrix_path=ctx.plan.loaded.path, cache=cache,
                         overrides=step.payload.overrides, device=ctx.device, show_progress=ctx.show_progress,

@@ -31,6 +31,17 @@ class RunReport:
     outcomes: list[StepOutcome] = field(default_factory=list)
     encode_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     executor: str = "local"
+    _unfinished: dict[str, str] = field(default_factory=dict, repr=False)  # step key -> why it has no result
+
+    def blocked_by(self, unit: Unit) -> str | None:
+        """Why ``unit`` cannot run (an input failed or was skipped), or None."""
+        for i in unit.inputs:
+            if i.key in self._unfinished:
+                return f"input {i.label} {self._unfinished[i.key]}"
+        return None
+
+    def settled(self, key: str) -> bool:
+        return key in self._unfinished
 
     @property
     def failed(self) -> list[StepOutcome]:
@@ -41,6 +52,9 @@ class RunReport:
 
     def add(self, outcomes: list[StepOutcome], stats: dict[str, Any]) -> None:
         self.outcomes.extend(outcomes)
+        for o in outcomes:
+            if o.status in ("failed", "skipped"):
+                self._unfinished[o.key] = "failed" if o.status == "failed" else "was skipped"
         for name, st in (stats.get("encode") or {}).items():
             self.encode_stats[name] = st
         cache = stats.get("cache")
@@ -54,11 +68,6 @@ class RunReport:
                 "steps": [o.__dict__ for o in self.outcomes], "encode_stats": self.encode_stats}
 
 
-def blocked_by(unit: Unit, failed: dict[str, str]) -> str | None:
-    for i in unit.inputs:
-        if i.key in failed:
-            return f"input {i.label} {failed[i.key]}"
-    return None
 
 
 def make_context(plan: Plan, *, show_progress: bool, device: str | None, cache_path: Path | None) -> RunContext:
@@ -68,10 +77,6 @@ def make_context(plan: Plan, *, show_progress: bool, device: str | None, cache_p
                       cache_path=cache_path or default_cache_path(plan), environment=environment())
 
 
-def record_failures(outcomes: list[StepOutcome], failed: dict[str, str]) -> None:
-    for o in outcomes:
-        if o.status in ("failed", "skipped"):
-            failed[o.key] = "failed" if o.status == "failed" else "was skipped"
 
 
 def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = None, cache_path: Path | None = None,
@@ -79,32 +84,30 @@ def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = Non
     ctx = make_context(plan, show_progress=show_progress, device=device, cache_path=cache_path)
     report = RunReport(output=plan.output)
     todo = units(plan)
-    failed: dict[str, str] = {}
     bar = tqdm(total=len(plan.steps), desc="steps", unit="step", disable=not show_progress)
 
     def finish(outcomes: list[StepOutcome], stats: dict[str, Any]) -> None:
-        record_failures(outcomes, failed)
         report.add(outcomes, stats)
         bar.update(len(outcomes))
 
     try:
         if jobs <= 1:
             for unit in todo:
-                reason = blocked_by(unit, failed)
+                reason = report.blocked_by(unit)
                 if reason:
                     finish([skipped(s, reason) for s in unit.steps], {})
                     continue
                 bar.set_postfix_str(unit.label)
                 finish(*execute_unit(unit, ctx))
         else:
-            _run_concurrently(todo, ctx, jobs, failed, finish)
+            _run_concurrently(todo, ctx, jobs, report, finish)
     finally:
         bar.close()
         atomic_write_json(plan.output / "run.json", report.to_json())
     return report
 
 
-def _run_concurrently(todo: list[Unit], ctx: RunContext, jobs: int, failed: dict[str, str], finish: Any) -> None:
+def _run_concurrently(todo: list[Unit], ctx: RunContext, jobs: int, report: RunReport, finish: Any) -> None:
     train_lock = threading.Lock()
     finished: set[str] = set()
     pending = list(todo)
@@ -120,9 +123,9 @@ def _run_concurrently(todo: list[Unit], ctx: RunContext, jobs: int, failed: dict
         while pending or running:
             for unit in list(pending):
                 ins = unit.inputs
-                if all(i.key in finished or i.key in failed for i in ins):
+                if all(i.key in finished or report.settled(i.key) for i in ins):
                     pending.remove(unit)
-                    reason = blocked_by(unit, failed)
+                    reason = report.blocked_by(unit)
                     if reason:
                         outs = [skipped(s, reason) for s in unit.steps]
                         finish(outs, {})

@@ -258,8 +258,8 @@ class _ModelPlanner:
             raise InputError(src, f"{where}.train.recipe.{bad[0]}", "set by the matrix, not the recipe",
                              "remove it: 'base:' and 'mixture:' of the train entry say which model and data")
         payload = TrainPayload(name=spec.name, matrix_path=src, recipe=recipe, base=base_ref, gguf_file=gguf, revision=base_commit,
-                               data={k: v for k, v in self.loaded.matrix.mixtures[self._mix_index(t.mixture)]
-                                     .model_dump(exclude={"name"}, exclude_none=True).items()},
+                               data=self.loaded.matrix.mixtures[self._mix_index(t.mixture)]
+                                     .model_dump(exclude={"name"}, exclude_none=True),
                                generated=self.generated, base_step=base_step)
         try:
             cfg = build_config(payload, None, validate_only=True)

@@ -34,7 +34,7 @@ from typing import Any
 from atomicio import atomic_write_json
 from harness.errors import InputError
 from harness.pipeline.execute import StepOutcome, Unit, fail, skipped, units
-from harness.pipeline.local import RunReport, blocked_by, make_context, record_failures
+from harness.pipeline.local import RunReport, make_context
 from harness.pipeline.planner import Plan
 
 CONNECT_TIMEOUT_S = 5.0
@@ -214,11 +214,9 @@ def run_plan_on_ray(plan: Plan, *, address: str | None, show_progress: bool, dev
                 str(plan.loaded.path), str(plan.output), unit.uid, device, str(ctx.cache_path), *deps)
             refs[unit.uid] = ref
             pending[ref] = unit
-        failed: dict[str, str] = {}
         bar = tqdm(total=len(plan.steps), desc="steps (ray)", unit="step", disable=not show_progress)
 
         def finish(outcomes: list[StepOutcome], stats: dict[str, Any]) -> None:
-            record_failures(outcomes, failed)
             report.add(outcomes, stats)
             bar.update(len(outcomes))
 
@@ -232,12 +230,12 @@ def run_plan_on_ray(plan: Plan, *, address: str | None, show_progress: bool, dev
                     try:
                         res = ray.get(ref)
                     except ray.exceptions.RayError as exc:  # the task died (worker crash, node lost) or its input did
-                        reason = blocked_by(unit, failed)
+                        reason = report.blocked_by(unit)
                         finish([skipped(s, reason) for s in unit.steps] if reason else [fail(s, ctx, exc) for s in unit.steps], {})
                         continue
                     report.tasks.append(res["where"])
                     if res["outcomes"] is None:
-                        reason = blocked_by(unit, failed) or "an input did not finish"
+                        reason = report.blocked_by(unit) or "an input did not finish"
                         finish([skipped(s, reason) for s in unit.steps], {})
                     else:
                         finish(res["outcomes"], res["stats"])

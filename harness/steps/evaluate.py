@@ -60,7 +60,7 @@ class ModelPlan:
         settings = self.spec.model_dump(exclude={"name", "revision", "instructions", "task_instructions"})
         return json.dumps({"content": self.content, **settings}, sort_keys=True, default=str)
 
-    def resolve_trained(self, model_dir: Path, source: Path) -> ResolvedModel:
+    def resolve_trained(self, model_dir: Path) -> ResolvedModel:
         """The trained model, once exported: its identity stays the train step's key."""
         from harness.evaluation.models.backend import decide_backend
         from harness.evaluation.models.identity import ModelIdentity
