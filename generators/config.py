@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from generators.errors import GeneratorInputError
-from generators.yaml_input import read_yaml_mapping
+from inputio import read_yaml_mapping
 from generators.sampling import LANGUAGE_NAMES
 from generators.taxonomy import TaskType
 

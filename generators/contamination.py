@@ -25,8 +25,6 @@ and Thai, which are written without spaces, so the same rule works across XQuAD'
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from generators.errors import GeneratorInputError
+from inputio import iter_json_objects
 
 NGRAM = 5
 MIN_TOKENS = 8  # shorter eval strings (titles, labels) are matched exactly only: a 5-gram is too common
@@ -67,26 +66,15 @@ def shingles(toks: list[str], n: int = NGRAM) -> np.ndarray:
     return np.unique(np.fromiter((hash(" ".join(toks[i:i + n])) for i in range(len(toks) - n + 1)), dtype=np.int64))
 
 
+def _line_error(path: Path, line: int | None, problem: str, fix: str) -> GeneratorInputError:
+    return GeneratorInputError(path, None, problem, fix, line=line)
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     """(line number, object) for every non-blank line; a malformed line is an input error, never skipped."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GeneratorInputError(
-                    path, f"line {n}", f"not valid JSON ({exc.msg}) in an eval file given for contamination",
-                    "repair or delete the line, or remove this path from filters.contamination",
-                ) from exc
-            if not isinstance(obj, dict):
-                raise GeneratorInputError(
-                    path, f"line {n}", f"a JSON {type(obj).__name__}, not an object, in an eval file given for contamination",
-                    "each line must be one JSON object (BEIR corpus/queries, STS or bitext rows)",
-                )
-            yield n, obj
+    return iter_json_objects(path, _line_error, context=" in an eval file given for contamination",
+                             fix="repair or delete the line, or remove this path from filters.contamination "
+                                 "(each line must be one JSON object: BEIR corpus/queries, STS or bitext rows)")
 
 
 def eval_files(paths: Iterable[Path]) -> list[Path]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from generators.yaml_input import read_yaml_mapping
+from inputio import read_yaml_mapping
 from harness.errors import InputError
 
 ModelKind = Literal["auto", "sentence-transformers", "decoder", "openai"]

@@ -155,7 +155,7 @@ def test_malformed_eval_line_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "queries.jsonl").write_text('{"_id": "1", "text": "fine"}\n{"_id": "2", "text": \n')
     with pytest.raises(GeneratorInputError) as err:
         ContaminationFilter([tmp_path])
-    assert "queries.jsonl: field 'line 2'" in str(err.value) and "Fix:" in str(err.value)
+    assert "queries.jsonl, line 2: not valid JSON" in str(err.value) and "Fix:" in str(err.value)
     (tmp_path / "queries.jsonl").write_text('["a list"]\n')
     with pytest.raises(GeneratorInputError, match="line 1"):
         ContaminationFilter([tmp_path])
@@ -171,7 +171,7 @@ def test_malformed_eval_file_stops_cli_with_exit_2_and_nothing_written(tmp_path:
     r = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "generate", str(cfg), "--no-progress"],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2, r.stderr
-    assert "corpus.jsonl: field 'line 2'" in r.stderr
+    assert "corpus.jsonl, line 2: not valid JSON" in r.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from generators.yaml_input import read_yaml_mapping
+from inputio import read_yaml_mapping
 from trainers.data.spec import DataSpec
 from trainers.errors import TrainInputError
 

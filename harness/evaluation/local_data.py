@@ -16,7 +16,6 @@ Layouts (one sub-folder per hf_subset for multilingual tasks):
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.evaluation.data_rows import BitextRow, ClassificationRow, CorpusRow, QueryRow, STSRow, describe_fields, field_kind
 from harness.errors import InputError
+from inputio import iter_json_objects
 
 RowT = TypeVar("RowT", bound=BaseModel)
 
@@ -41,32 +41,18 @@ def find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _open_text(path: Path) -> Any:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
+def _line_error(path: Path, line: int | None, problem: str, fix: str) -> InputError:
+    return InputError(path, f"line {line}" if line is not None else None, problem, fix)
 
 
 def iter_jsonl(path: Path, row_model: type[RowT]) -> Iterator[tuple[int, RowT]]:
     """Yield ``(line number, row)`` for each non-empty line, each checked against ``row_model``."""
-    try:
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    raw = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(path, f"line {lineno}", f"not valid JSON ({exc.msg})", "write one JSON object per line") from None
-                if not isinstance(raw, dict):
-                    raise InputError(path, f"line {lineno}", "not a JSON object", "write one JSON object per line")
-                try:
-                    row = row_model.model_validate(raw)
-                except ValidationError as exc:
-                    raise _row_error(path, lineno, exc, row_model) from None
-                yield lineno, row
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise InputError(path, None, f"cannot be read ({exc})", "replace it with a readable UTF-8 (optionally gzip) JSONL file") from None
+    for lineno, raw in iter_json_objects(path, _line_error):
+        try:
+            row = row_model.model_validate(raw)
+        except ValidationError as exc:
+            raise _row_error(path, lineno, exc, row_model) from None
+        yield lineno, row
 
 
 def _row_error(path: Path, lineno: int, exc: ValidationError, row_model: type[BaseModel]) -> InputError:

@@ -167,7 +167,7 @@ def _external(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
 
 
 def _recipe(spec: ModelSpec, where: str, loaded: LoadedMatrix) -> dict[str, Any]:
-    from generators.yaml_input import read_yaml_mapping
+    from inputio import read_yaml_mapping
 
     recipe = spec.train.recipe  # type: ignore[union-attr]
     if recipe is None:

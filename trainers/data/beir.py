@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainers.data.jsonl import iter_jsonl, open_text, require_file
+from inputio import open_text
+from trainers.data.jsonl import iter_jsonl, require_file
 from trainers.data.mining import Encoder, mine_hard_negatives
 from trainers.errors import TrainInputError
 from trainers.examples import TrainExample

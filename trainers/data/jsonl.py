@@ -6,22 +6,14 @@ read the same way, whichever source they come from.
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from inputio import iter_json_objects
 from trainers.errors import TrainInputError
-
-
-def open_text(path: Path) -> IO[str]:
-    """Open a UTF-8 text file, transparently un-gzipping ``*.gz``."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
 
 
 def require_file(path: Path, what: str, fix: str) -> Path:
@@ -30,26 +22,13 @@ def require_file(path: Path, what: str, fix: str) -> Path:
     return path
 
 
+def _line_error(path: Path, line: int | None, problem: str, fix: str) -> TrainInputError:
+    return TrainInputError(path, None, problem, fix, line=line)
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, JSON object) for each non-blank line; raise on malformed lines."""
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainInputError(
-                    path, None, f"not valid JSON ({exc.msg} at column {exc.colno})",
-                    "write one JSON object per line (JSONL); check quoting and escapes on this line",
-                    line=lineno,
-                ) from None
-            if not isinstance(obj, dict):
-                raise TrainInputError(
-                    path, None, f"expected a JSON object, got {type(obj).__name__}",
-                    "write one JSON object per line, e.g. {\"query\": ..., \"positive\": ...}", line=lineno,
-                )
-            yield lineno, obj
+    return iter_json_objects(path, _line_error)
 
 
 def validate_row(model: type[BaseModel], obj: dict[str, Any], path: Path | str, line: int, fix: str) -> Any:

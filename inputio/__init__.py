@@ -1,0 +1,79 @@
+"""Reading users' files, with one error style for every package: the input-side twin of ``atomicio``.
+
+Configs (YAML) and data files (JSONL, optionally gzipped) reach the project through four packages
+(harness, trainers, generators, leaderboards) that may not import each other freely, and each
+raises its own input-error type, which its CLI maps to exit code 2. What they share is the reading:
+a YAML syntax error names the line, a JSONL line that is not a JSON object names its 1-based line
+number (as an editor shows it), a truncated gzip or a non-UTF-8 byte is an input error rather than a
+traceback, and a blank line is skipped, never an error. So the reading lives here, once, and each
+caller passes a small factory that turns ``(file, line, problem, fix)`` into its own error type.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+# (file, where, problem, fix) -> the caller's input error; ``where`` is "line N" or None.
+ErrorFactory = Callable[[Path, "str | None", str, str], Exception]
+# (file, 1-based line or None for the whole file, problem, fix) -> the caller's input error.
+LineErrorFactory = Callable[[Path, "int | None", str, str], Exception]
+
+
+def open_text(path: Path) -> IO[str]:
+    """Open a UTF-8 text file, transparently un-gzipping ``*.gz`` (BEIR ships ``corpus.jsonl.gz``)."""
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_yaml_mapping(path: Path, error: ErrorFactory, mapping_fix: str) -> dict[str, Any]:
+    """Parse ``path`` as YAML; syntax errors name the line, and the top level must be a mapping.
+
+    ``mapping_fix`` tells the user how the file should start (it differs between config kinds).
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark is not None else None
+        raise error(path, line, f"not valid YAML ({getattr(exc, 'problem', None) or exc})", "fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise error(path, None, "the top level must be a YAML mapping", mapping_fix)
+    return raw
+
+
+def iter_json_objects(path: Path, error: LineErrorFactory, *, context: str = "",
+                      fix: str = "write one JSON object per line (JSONL); check quoting and escapes on this line",
+                      ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(1-based line number, object)`` for every non-blank line of a JSONL file.
+
+    A malformed line is an error, never skipped: silently dropping rows changes a dataset without a
+    word. ``context`` is appended to each problem (e.g. "in an eval file given for contamination")
+    so the user learns which of their inputs is meant; ``fix`` is the caller's advice for a bad line.
+    """
+    lineno: int | None = None
+    try:
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise error(path, lineno, f"not valid JSON ({exc.msg} at column {exc.colno}){context}", fix) from None
+                if not isinstance(obj, dict):
+                    raise error(path, lineno, f"a JSON {type(obj).__name__}, not an object{context}", fix)
+                yield lineno, obj
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        where = f" after line {lineno}" if lineno else ""
+        raise error(path, None, f"cannot be read{where} ({exc}){context}",
+                    "replace it with a readable UTF-8 (optionally gzip) JSONL file") from None
