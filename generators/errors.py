@@ -6,24 +6,14 @@ code 2 and prints its message, so every message names the file, the field and th
 
 from __future__ import annotations
 
-from pathlib import Path
+from inputio import InputProblem
 
 
-class GeneratorInputError(ValueError):
+class GeneratorInputError(InputProblem):
     """A config or input file the generator cannot use; the message says where and how to fix it."""
 
-    def __init__(self, path: Path | str | None, field: str | None, problem: str, fix: str, *, line: int | None = None) -> None:
-        where = str(path) if path is not None else "<config>"
-        if line is not None:
-            where += f", line {line}"  # a data file's 1-based line, as an editor shows it
-        if field:
-            where += f": field '{field}'"
-        super().__init__(f"{where}: {problem}. Fix: {fix}")
-        self.path = path
-        self.field = field
-        self.line = line
-        self.problem = problem
-        self.fix = fix
+    field_format = "field '{field}'"
+    unnamed_file = "<config>"
 
 
 class BackendUnavailableError(RuntimeError):

@@ -7,6 +7,11 @@ a YAML syntax error names the line, a JSONL line that is not a JSON object names
 number (as an editor shows it), a truncated gzip or a non-UTF-8 byte is an input error rather than a
 traceback, and a blank line is skipped, never an error. So the reading lives here, once, and each
 caller passes a small factory that turns ``(file, line, problem, fix)`` into its own error type.
+
+Those error types share one base, :class:`InputProblem`: every message names the file, the line
+when there is one, the field, and the fix, because a researcher reading a failed run at 2 a.m.
+should not have to open the source to learn what to change. Each package keeps its own subclass
+(its CLI catches it and exits 2), and the harness's entry point can catch the base for all of them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,32 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+
+class InputProblem(ValueError):
+    """Input that cannot be used as given: ``FILE[, line N][: FIELD]: PROBLEM. Fix: FIX``.
+
+    A subclass sets ``field_format`` (how a field is shown) and ``unnamed_file`` (what stands in for
+    a file when the input has none, e.g. a command-line option); nothing else differs between the
+    packages' error types.
+    """
+
+    field_format = "{field}"
+    unnamed_file = "<input>"
+
+    def __init__(self, file: str | Path | None, field: str | None, problem: str, fix: str, *,
+                 line: int | None = None) -> None:
+        self.file = str(file) if file is not None else None
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        self.line = line
+        where = self.file or self.unnamed_file
+        if line is not None:
+            where += f", line {line}"  # 1-based, as an editor shows it
+        if field:
+            where += ": " + self.field_format.format(field=field)
+        super().__init__(f"{where}: {problem}. Fix: {fix}")
+
 
 # (file, where, problem, fix) -> the caller's input error; ``where`` is "line N" or None.
 ErrorFactory = Callable[[Path, "str | None", str, str], Exception]

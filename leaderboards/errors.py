@@ -8,18 +8,8 @@ regression and a regression never looks like a typo.
 
 from __future__ import annotations
 
-from pathlib import Path
+from inputio import InputProblem
 
 
-class LeaderboardInputError(ValueError):
+class LeaderboardInputError(InputProblem):
     """Input that cannot be used as given: a results folder, a result file, a baseline name, an option."""
-
-    def __init__(self, file: str | Path | None, field: str | None, problem: str, fix: str) -> None:
-        self.file = str(file) if file is not None else None
-        self.field = field
-        self.problem = problem
-        self.fix = fix
-        where = self.file or "<input>"
-        if field:
-            where = f"{where}: {field}"
-        super().__init__(f"{where}: {problem}. Fix: {fix}")

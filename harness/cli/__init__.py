@@ -13,7 +13,7 @@ import sys
 import typer
 
 from harness.cli.app import EXIT_BAD_INPUT, _echo_error, app
-from harness.errors import InputError
+from inputio import InputProblem
 
 
 def full_app() -> typer.Typer:
@@ -28,7 +28,7 @@ def main() -> None:
     full_app()
     try:
         app()
-    except InputError as exc:  # raised outside a command's own handler (e.g. while typer parses)
+    except InputProblem as exc:  # any package's input error raised outside a command's own handler
         _echo_error(exc)
         sys.exit(EXIT_BAD_INPUT)
 
