@@ -1,4 +1,4 @@
-"""Matrix commands: ``validate``, ``plan``, ``run`` and ``ls``."""
+"""Matrix commands: ``validate``, ``plan``, ``gc``, ``run`` and ``ls``."""
 
 from __future__ import annotations
 
@@ -82,6 +82,41 @@ def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = N
     typer.echo(f"{todo} of {len(info['steps'])} step(s) to run")
     typer.echo(f"estimated cost of the steps to run: {costs.describe_total()}")
     _echo_plan_notes(p)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
+
+
+@app.command()
+def gc(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
+       delete: Annotated[bool, typer.Option("--delete", help="Remove what is listed (default: only list).")] = False) -> None:
+    """List (or --delete) finished steps and work directories that the matrix as it is now no longer needs."""
+    _quiet_environment()
+    from harness.pipeline.gc import delete as remove
+    from harness.pipeline.gc import find_garbage
+    from harness.pipeline.store import ArtifactStore
+
+    try:
+        p = _load_plan(file, example, output, load_data=False)
+    except InputError as exc:
+        _bad_input(exc)
+    keep: dict[str, set[str]] = {}
+    for step in p.steps:
+        keep.setdefault(step.kind, set()).add(step.key)
+    store = ArtifactStore(p.output)
+    garbage, busy = find_garbage(store, keep)
+    for item in garbage:
+        typer.echo(f"  {item.state:>10} {item.kind:<8} {item.label or item.key[:20]}  {_mib(item.size)}")
+    for path in busy:
+        typer.secho(f"  in use, kept: {path}", fg=typer.colors.YELLOW, err=True)
+    total = sum(g.size for g in garbage)
+    if not delete:
+        hint = "; run again with --delete to remove" if garbage else ""
+        typer.echo(f"{len(garbage)} entr{'y' if len(garbage) == 1 else 'ies'} not needed by {p.loaded.path.name}, {_mib(total)}{hint}")
+        return
+    freed = remove(store, garbage)
+    typer.echo(f"removed {len(garbage)} entr{'y' if len(garbage) == 1 else 'ies'}, freed {_mib(freed)}")
 
 
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local | ray")]
