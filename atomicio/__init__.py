@@ -213,6 +213,19 @@ def publish_directory(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def discard(path: Path, aside: Path) -> None:
+    """Remove a file or directory so that no reader ever sees part of it: rename it to ``aside`` (a
+    name no reader looks at), then delete. A kill between the two leaves only ``aside`` behind."""
+    import shutil
+
+    if path != aside:
+        os.replace(path, aside)
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_directory(path: Path) -> Iterator[Path]:
     """Build a directory under a temporary name beside ``path`` and publish it when the block succeeds.

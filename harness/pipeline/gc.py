@@ -19,10 +19,10 @@ rename-then-delete (``.gc-<name>``), so a kill mid-way leaves a name no step rea
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from atomicio import discard
 from harness.pipeline.store import ArtifactStore, StepClaim
 
 WORK_PREFIX = ".work-"
@@ -99,14 +99,8 @@ def delete(store: ArtifactStore, items: list[Garbage]) -> int:
         try:
             if not item.path.exists():
                 continue
-            target = item.path
-            if not item.path.name.startswith(TRASH_PREFIX):
-                target = item.path.parent / f"{TRASH_PREFIX}{item.key}.{os.getpid()}"
-                os.replace(item.path, target)
-            if target.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                target.unlink(missing_ok=True)
+            aside = item.path if item.path.name.startswith(TRASH_PREFIX) else item.path.parent / f"{TRASH_PREFIX}{item.key}.{os.getpid()}"
+            discard(item.path, aside)
             freed += item.size
             # The ``.<key>.lock`` file stays: unlinking a lock file another process may have just
             # opened would let two processes "hold" the same step (each on its own inode).
