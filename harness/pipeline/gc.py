@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atomicio import discard
-from harness.pipeline.store import ArtifactStore, StepClaim
+from harness.pipeline.store import WORK_PREFIX, ArtifactStore
 
-WORK_PREFIX = ".work-"
 TRASH_PREFIX = ".gc-"
 
 
@@ -74,17 +73,12 @@ def find_garbage(store: ArtifactStore, keep: dict[str, set[str]]) -> tuple[list[
             state, key = found
             if state != "leftover" and key in keep.get(kind, set()):
                 continue
-            claim = StepClaim(kind_dir / f".{key}.lock")
-            if not claim.acquire(block=False):
-                claim.release()
-                busy.append(entry)
-                continue
-            try:
+            with store.claim_if_free(kind, key) as held:
+                if not held:
+                    busy.append(entry)
+                    continue
                 manifest = store.manifest(kind, key) if state == "finished" else None
-                label = manifest.label if manifest else ""
-                garbage.append(Garbage(kind, key, entry, state, label, _size(entry)))
-            finally:
-                claim.release()
+                garbage.append(Garbage(kind, key, entry, state, manifest.label if manifest else "", _size(entry)))
     return garbage, busy
 
 
@@ -92,18 +86,12 @@ def delete(store: ArtifactStore, items: list[Garbage]) -> int:
     """Remove ``items`` (each under its step's claim); returns the bytes freed."""
     freed = 0
     for item in items:
-        claim = StepClaim(item.path.parent / f".{item.key}.lock")
-        if not claim.acquire(block=False):
-            claim.release()
-            continue  # claimed since it was listed: a run wants it again
-        try:
-            if not item.path.exists():
-                continue
+        with store.claim_if_free(item.kind, item.key) as held:
+            if not held or not item.path.exists():
+                continue  # claimed since it was listed (a run wants it again), or already gone
             aside = item.path if item.path.name.startswith(TRASH_PREFIX) else item.path.parent / f"{TRASH_PREFIX}{item.key}.{os.getpid()}"
             discard(item.path, aside)
             freed += item.size
             # The ``.<key>.lock`` file stays: unlinking a lock file another process may have just
             # opened would let two processes "hold" the same step (each on its own inode).
-        finally:
-            claim.release()
     return freed

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from atomicio import atomic_write_json, publish_directory
 
 MANIFEST = "manifest.json"
+WORK_PREFIX = ".work-"  # steps/<kind>/.work-<key>: a step still being written (or killed mid-way)
 
 
 class Manifest(BaseModel):
@@ -81,7 +82,7 @@ class ArtifactStore:
 
     def work_dir(self, kind: str, key: str) -> Path:
         """Where a step writes until it is done; kept across kills so a re-run resumes in it."""
-        return self.run_dir / "steps" / kind / f".work-{key}"
+        return self.run_dir / "steps" / kind / f"{WORK_PREFIX}{key}"
 
     def manifest(self, kind: str, key: str) -> Manifest | None:
         """The step's manifest if the step is done, else None (no output is re-hashed)."""
@@ -104,10 +105,23 @@ class ArtifactStore:
     def is_done(self, kind: str, key: str) -> bool:
         return self.manifest(kind, key) is not None
 
+    def lock_path(self, kind: str, key: str) -> Path:
+        return self.run_dir / "steps" / kind / f".{key}.lock"
+
+    @contextmanager
+    def claim_if_free(self, kind: str, key: str) -> Iterator[bool]:
+        """Hold the step's lock if nobody does now (yields True), else yield False without waiting."""
+        claim = StepClaim(self.lock_path(kind, key))
+        held = claim.acquire(block=False)
+        try:
+            yield held
+        finally:
+            claim.release()
+
     @contextmanager
     def claim(self, kind: str, key: str, on_wait: Any = None) -> Iterator[None]:
         """Hold the step's lock; ``on_wait()`` is called once if another process holds it now."""
-        claim = StepClaim(self.run_dir / "steps" / kind / f".{key}.lock")
+        claim = StepClaim(self.lock_path(kind, key))
         if not claim.acquire(block=False):
             if on_wait is not None:
                 on_wait()
