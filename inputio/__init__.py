@@ -108,3 +108,50 @@ def iter_json_objects(path: Path, error: LineErrorFactory, *, context: str = "",
         where = f" after line {lineno}" if lineno else ""
         raise error(path, None, f"cannot be read{where} ({exc}){context}",
                     "replace it with a readable UTF-8 (optionally gzip) JSONL file") from None
+
+
+# --- validation errors ------------------------------------------------------------------------------
+
+class FieldProblem:
+    """The first error of a pydantic ``ValidationError``, said the way a user needs it.
+
+    ``field``: the dotted path (``backend.concurrency``, ``tasks.0.name``), or None at the top level;
+    ``problem``: what is wrong (with "(and N more problem(s))" when there are more);
+    ``fix``: the generic fix for the error's kind — callers that know better (a closest field name,
+    a docs page) pass ``fix_unknown`` / ``fix_other`` or replace it.
+
+    Every package read its configs and rows through its own copy of this translation; one copy
+    keeps the wording (and the "unknown field -> did you mean" rule) the same everywhere.
+    """
+
+    def __init__(self, exc: Any, *, allowed: list[str] | None = None, docs: str | None = None,
+                 skip_loc: frozenset[str] = frozenset()) -> None:
+        import difflib
+
+        errors = exc.errors()
+        first = errors[0]
+        loc = [p for p in first.get("loc", ()) if not (isinstance(p, str) and p in skip_loc)]
+        self.loc = tuple(loc)
+        self.kind = str(first.get("type", ""))
+        self.field: str | None = ".".join(str(p) for p in loc) or None
+        self.input = first.get("input")
+        see = f" (see {docs})" if docs else ""
+        if self.kind == "extra_forbidden":
+            bad = str(loc[-1]) if loc else ""
+            close = difflib.get_close_matches(bad, allowed or [], n=1)
+            self.problem = "unknown field"
+            self.fix = (f"rename it to {close[0]!r}" if close else
+                        f"remove it; allowed fields here: {', '.join(allowed)}" if allowed else f"remove it{see}")
+        elif self.kind == "missing":
+            self.problem = "required field is missing"
+            self.fix = f"add '{loc[-1]}:'" if loc else f"add the missing field{see}"
+        else:
+            self.problem = str(first.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
+            self.fix = f"give a value of the right type and range{see}"
+        if len(errors) > 1:
+            self.problem += f" (and {len(errors) - 1} more problem(s))"
+
+
+def field_problem(exc: Any, **kw: Any) -> FieldProblem:
+    """See :class:`FieldProblem`; the one translation of a pydantic ``ValidationError``."""
+    return FieldProblem(exc, **kw)

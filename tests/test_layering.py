@@ -50,17 +50,18 @@ def test_harness_imports_only_downward() -> None:
 
 def test_libraries_never_import_harness() -> None:
     repo = ROOT.parent
-    offenders = [f"{py.relative_to(repo)} imports {mod}" for pkg in ("generators", "trainers", "leaderboards", "atomicio", "inputio")
+    offenders = [f"{py.relative_to(repo)} imports {mod}" for pkg in ("generators", "trainers", "leaderboards", "atomicio", "inputio", "contentid")
                  for py in (repo / pkg).rglob("*.py") for mod in _imports(py) if mod.split(".")[0] == "harness"]
     assert offenders == []
 
 
 def test_shared_io_leaves_import_no_project_package() -> None:
-    """``atomicio`` (writing) and ``inputio`` (reading users' files) are imported by every package,
+    """``atomicio`` (writing), ``inputio`` (reading users' files) and ``contentid`` (content
+    fingerprints) are imported by every package,
     so they may import none: anything else would make the libraries depend on each other through them."""
     repo = ROOT.parent
-    project = {"harness", "trainers", "generators", "leaderboards", "atomicio", "inputio"}
-    offenders = [f"{py.relative_to(repo)} imports {mod}" for pkg in ("atomicio", "inputio")
+    project = {"harness", "trainers", "generators", "leaderboards", "atomicio", "inputio", "contentid"}
+    offenders = [f"{py.relative_to(repo)} imports {mod}" for pkg in ("atomicio", "inputio", "contentid")
                  for py in (repo / pkg).rglob("*.py") for mod in _imports(py)
                  if mod.split(".")[0] in project - {pkg}]
     assert offenders == []

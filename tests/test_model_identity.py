@@ -11,8 +11,8 @@ import pytest
 
 from harness.schema import load_matrix
 from harness.errors import InputError
-from harness.evaluation.models import fingerprint
-from harness.evaluation.models.fingerprint import clear_process_memo, content_fingerprint
+import contentid as fingerprint
+from contentid import clear_process_memo, content_fingerprint
 from harness.evaluation.models.identity import model_identity
 from harness.evaluation.models.reference import ModelReference
 from harness.pipeline.planner import build_plan

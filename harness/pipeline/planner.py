@@ -58,7 +58,7 @@ def _where(kind: str, index: int, name: str | None) -> str:
 # --- mixtures -------------------------------------------------------------------------------------
 
 def _fingerprint_path(path: Path) -> str:
-    from harness.evaluation.models.fingerprint import directory_fingerprint, file_digest
+    from contentid import directory_fingerprint, file_digest
 
     return file_digest(path) if path.is_file() else directory_fingerprint(path)
 

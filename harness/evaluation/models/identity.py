@@ -1,6 +1,6 @@
 """What a model *is*, for step keys and cache keys: content, not names.
 
-- a local directory: the full-content fingerprint of its files (see :mod:`harness.evaluation.models.fingerprint`);
+- a local directory: the full-content fingerprint of its files (see :mod:`contentid`);
   with ``gguf_file`` only the chosen quantization counts (two quantizations in one folder differ,
   and adding a third does not change the first two);
 - a LoRA adapter directory (``adapter_config.json``): the adapter's files *and* its base model's
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import InputError
-from harness.evaluation.models.fingerprint import content_fingerprint, directory_fingerprint, file_digest
+from contentid import content_fingerprint, directory_fingerprint, file_digest
 from harness.evaluation.models.reference import ModelReference
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"

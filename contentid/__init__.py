@@ -1,4 +1,8 @@
-"""Content fingerprints of model files and directories: every byte, hashed once.
+"""Content fingerprints of files and directories (models, data, generation inputs): every byte, hashed once.
+
+A top-level package because every part keys by content: the harness (step keys, model identity),
+the trainer (its config identity, the dense copy of a GGUF base) and the generators (contamination
+sources, a local generator model). Like ``atomicio`` it imports no project package.
 
 Training produces many near-identical checkpoints, so sampling a file (its ends and a few strides)
 is not an identity: two checkpoints that differ elsewhere would share a cache key and the cache
