@@ -170,6 +170,9 @@ class Matrix(_Strict):
     generate: list[GenerateSpec] = Field(default_factory=list)
     mixtures: list[MixtureSpec] = Field(default_factory=list)
     cache_dir: Path | None = None
+    llm_cache: Path | None = None
+    """Where generate steps keep LLM responses (default ``<run>/cache/llm``): a user-level folder
+    shared by several run folders makes a call paid for in one free in all (harness/steps/caches.py)."""
 
     @field_validator("generate", "mixtures", "models", "tasks")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.pipeline.store import ArtifactStore, StepClaim
+from harness.steps.store import ArtifactStore, StepClaim
 from tests.helpers import cli, main_scores
 
 DROPPED = ("HarnessSmokeClassification", "HarnessSmokeBitextMining")

@@ -231,11 +231,11 @@ def test_evaluate_counts_local_texts_and_hub_statistics(tmp_path: Path, smoke_da
 
 
 def test_cached_steps_cost_nothing(tmp_path: Path, smoke_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.pipeline.store import ArtifactStore
+    from harness.steps.store import ArtifactStore
 
     monkeypatch.setattr(ArtifactStore, "is_done", lambda self, kind, key: True)
     info = _plan_json(_matrix(tmp_path, ""))
-    assert all(s["cost"].get("cached") and s["cost"]["gpu_hours"] == 0 for s in info["steps"])
+    assert all(s["status"] == "cached" and s["cost"] == {"summary": "cached: costs nothing"} for s in info["steps"])
     assert info["cost_total"]["steps_to_run"] == 0 and info["cost_total"]["gpu_hours"] == 0
     assert "nothing to run" in cli("plan", str(_matrix(tmp_path, ""))).output
 

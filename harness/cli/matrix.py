@@ -53,20 +53,16 @@ def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
 @app.command()
 def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """Show the step DAG: each step, cached or to run, its inputs and its estimated cost."""
+    """Show the step DAG and the bill: each step cached, resumable or to run, and what it will cost."""
     _quiet_environment()
-    from harness.pipeline.costs import estimate_costs
-    from harness.pipeline.planner import describe
+    from harness.pipeline.bill import bill, describe, describe_total
 
     try:
         p = _load_plan(file, example, output, load_data=False)
     except InputError as exc:
         _bad_input(exc)
-    info = describe(p)
-    costs = estimate_costs(p)
-    for row in info["steps"]:
-        row["cost"] = costs.per_step.get(row["key"], {})
-    info["cost_total"] = costs.total
+    bills = bill(p)
+    info = describe(p, bills)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -74,13 +70,15 @@ def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = N
     for b in info["models"]:
         typer.echo(f"  model {b['model']}: backend {b['backend']} ({b['reason']}) revision={b['revision']}")
     labels = {s.key: s.label for s in p.steps}
-    for row in info["steps"]:
-        after = f" after {', '.join(labels[k] for k in row['inputs'])}" if row["inputs"] else ""
-        cost = f"  — {costs.describe(row['key'])}" if row["key"] in costs.per_step else ""
-        typer.echo(f"  [{row['status']:>6}] {row['label']} key={row['key'][:20]}{after}{cost}")
-    todo = sum(r["status"] != "cached" for r in info["steps"])
-    typer.echo(f"{todo} of {len(info['steps'])} step(s) to run")
-    typer.echo(f"estimated cost of the steps to run: {costs.describe_total()}")
+    for sb in bills:
+        s = sb.step
+        after = f" after {', '.join(labels[i.key] for i in s.inputs)}" if s.inputs else ""
+        cost = f"  — {sb.estimate.summary}" if sb.estimate is not None else ""
+        resumes = f" ({sb.progress})" if sb.progress else ""
+        typer.echo(f"  [{sb.status:>9}] {s.label} key={s.key[:20]}{after}{resumes}{cost}")
+    todo = sum(b.status != "cached" for b in bills)
+    typer.echo(f"{todo} of {len(bills)} step(s) to run")
+    typer.echo(f"estimated cost of the steps to run: {describe_total(info['cost_total'])}")
     _echo_plan_notes(p)
 
 
@@ -95,7 +93,7 @@ def gc(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = Non
     _quiet_environment()
     from harness.pipeline.gc import delete as remove
     from harness.pipeline.gc import find_garbage
-    from harness.pipeline.store import ArtifactStore
+    from harness.steps.store import ArtifactStore
 
     try:
         p = _load_plan(file, example, output, load_data=False)

@@ -61,6 +61,18 @@ class ResolvedTask:
         self.task.dataset = _read_local(self)
         self.task.data_loaded = True
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to run on another process or node) without the local data it loaded: the receiving
+        unit reads it again from ``data_dir`` (same bytes: the step key holds their fingerprint)."""
+        state = dict(self.__dict__)
+        if self.data_dir is not None and getattr(self.task, "data_loaded", False):
+            import copy
+
+            task = copy.copy(self.task)
+            task.dataset, task.data_loaded = None, False
+            state["task"] = task
+        return state
+
 
 TASK_REGISTRY: dict[str, type] = {}
 """Task classes known to the harness beyond mteb's registry (the smoke set, user-defined tasks).

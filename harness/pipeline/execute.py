@@ -1,29 +1,27 @@
 """Running steps against the store: the contract every executor (local, concurrent, Ray) shares.
 
-An executor only decides *where and when* a unit runs; what running means is here:
-claim the step, skip it if it is done (by this run, an earlier one, or a concurrent one), run its
-kind's function in the work directory, commit (manifest + rename), and for evaluation publish the
-result files. A *unit* is one generate step, one train step, or the evaluate steps of one loaded
-model (so a model is loaded once, where its cells run).
+An executor only decides *where and when* a unit runs; what running means is here, and it knows
+the kinds only through their protocol (:class:`harness.steps.base.StepKind`): claim the step, skip
+it if it is done (by this run, an earlier one, or a concurrent one), hold a shared claim on every
+input it reads (so ``harness gc`` cannot delete an input under it), run the kind's step in the work
+directory, commit (manifest + rename), and let the kind finish (evaluation publishes its result
+files). A *unit* is the steps one kind session runs together: one generate step, one train step,
+or the evaluate steps of one loaded model (so a model is loaded once, where its cells run).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from atomicio import atomic_write_text
-from harness.evaluation.embedding_cache import EmbeddingCache
-from harness.evaluation.results import results_dir
 from harness.pipeline.planner import Plan
-from harness.pipeline.store import ArtifactStore, Manifest
-from harness.steps.base import EVALUATE, GENERATE, TRAIN, Step, canonical_hash
+from harness.steps import kind_of
+from harness.steps.base import EVALUATE, Step, StepRunner, canonical_hash
+from harness.steps.context import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +46,15 @@ class StepOutcome:
 
 @dataclass
 class Unit:
-    """What one worker runs: one step, or the evaluate steps of one loaded model."""
+    """What one worker runs: the steps of one kind session (one step, or one model's evaluate cells)."""
 
     kind: str
     steps: list[Step]
-    uid: str
+
+    @property
+    def uid(self) -> str:
+        """Names the unit by the keys of its steps, so a worker that planned differently cannot run it."""
+        return f"{self.kind}:{canonical_hash(sorted(s.key for s in self.steps))[:16]}"
 
     @property
     def inputs(self) -> list[Step]:
@@ -67,97 +69,74 @@ class Unit:
     def label(self) -> str:
         if self.kind != EVALUATE:
             return self.steps[0].label
-        names = list(dict.fromkeys(s.payload.model.spec.name for s in self.steps))
+        names = list(dict.fromkeys(s.spec.model.spec.name for s in self.steps))
         return f"evaluate {', '.join(names)} ({len(self.steps)} cells)"
 
 
 def units(plan: Plan) -> list[Unit]:
     """The plan's steps grouped into units, in an order where every unit follows its inputs."""
     out: list[Unit] = []
-    groups: dict[str, Unit] = {}
+    groups: dict[tuple[str, str], Unit] = {}
     for s in plan.steps:
-        if s.kind == EVALUATE and s.group is not None:
-            if s.group not in groups:
-                groups[s.group] = Unit(EVALUATE, [], f"evaluate:{canonical_hash(s.group)[:16]}")
-                out.append(groups[s.group])
-            groups[s.group].steps.append(s)
-        else:
-            out.append(Unit(s.kind, [s], f"{s.kind}:{s.key[:16]}"))
+        if s.group is None:
+            out.append(Unit(s.kind, [s]))
+            continue
+        if (s.kind, s.group) not in groups:
+            groups[(s.kind, s.group)] = Unit(s.kind, [])
+            out.append(groups[(s.kind, s.group)])
+        groups[(s.kind, s.group)].steps.append(s)
     return out
 
 
-@dataclass
-class RunContext:
-    """Everything a unit needs, rebuildable on any worker from (matrix, output, device, cache)."""
-
-    plan: Plan
-    device: str | None
-    show_progress: bool
-    cache_path: Path
-    environment: dict[str, Any]
-    loaded_models: dict[str, Any] = field(default_factory=dict)  # weights key -> embedder (one process)
-
-    @property
-    def store(self) -> ArtifactStore:
-        return ArtifactStore(self.plan.output)
-
-    def step_dir(self, step: Step) -> Path:
-        return self.store.step_dir(step.kind, step.key)
-
-
-def default_cache_path(plan: Plan) -> Path:
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    if env:
-        return Path(env).expanduser() / "embeddings.sqlite"
-    if plan.loaded.matrix.cache_dir is not None:
-        return plan.loaded.resolve(plan.loaded.matrix.cache_dir) / "embeddings.sqlite"
-    return plan.output / "cache" / "embeddings.sqlite"
-
-
-def _after_done(step: Step, ctx: RunContext, manifest: Manifest) -> None:
-    if step.kind == EVALUATE:
-        from harness.steps.evaluate import publish
-
-        cell = step.payload
-        publish(ctx.step_dir(step), results_dir(ctx.plan.output, cell.model.spec.name, cell.model.revision))
+class InputGone(RuntimeError):
+    """A finished input step vanished before this step could read it (``harness gc --delete`` in between)."""
 
 
 def _outcome(step: Step, status: str, **kw: Any) -> StepOutcome:
     extra = {}
     if step.kind == EVALUATE:
-        extra = {"model": step.payload.model.spec.name, "task": step.payload.task.name}
+        extra = {"model": step.spec.model.spec.name, "task": step.spec.task.name}
     return StepOutcome(step.kind, step.label, step.key, status, **extra, **kw)
 
 
-def run_step(step: Step, ctx: RunContext, body: Callable[[Path], dict[str, Any]]) -> StepOutcome:
-    """Claim, skip if done, run ``body(work_dir)``, commit. Exceptions propagate to the caller."""
+def run_step(step: Step, ctx: RunContext, run: StepRunner) -> StepOutcome:
+    """Claim, skip if done, run ``run(step, work_dir)`` with its inputs claimed for reading, commit.
+
+    Exceptions propagate to the caller.
+    """
+    kind = kind_of(step.kind)
     store = ctx.store
     done = store.manifest(step.kind, step.key)
     if done is None:
         with store.claim(step.kind, step.key, on_wait=lambda: logger.warning("%s: another run holds it; waiting", step.label)):
             done = store.manifest(step.kind, step.key)
             if done is None:
-                start = time.monotonic()
-                if step.kind == EVALUATE:
-                    work = store.fresh_work_dir(step.kind, step.key)  # nothing to resume: vectors are in the cache
-                else:
-                    work = store.work_dir(step.kind, step.key)
-                    work.mkdir(parents=True, exist_ok=True)
-                summary = body(work)
-                seconds = time.monotonic() - start
-                m = store.commit(step.kind, step.key, label=step.label, code_version=step.code_version, params=step.params,
-                                 inputs=step.input_keys, summary=summary, seconds=seconds)
-                _after_done(step, ctx, m)
+                with store.reading([(i.kind, i.key) for i in step.inputs]):
+                    gone = [i.label for i in step.inputs if not store.is_done(i.kind, i.key)]
+                    if gone:
+                        raise InputGone(f"input {', '.join(gone)} is no longer in the run folder (removed by gc?); "
+                                        "run again to rebuild it")
+                    start = time.monotonic()
+                    if kind.resumes:
+                        work = store.work_dir(step.kind, step.key)
+                        work.mkdir(parents=True, exist_ok=True)
+                    else:
+                        work = store.fresh_work_dir(step.kind, step.key)
+                    summary = run(step, work)
+                    seconds = time.monotonic() - start
+                    m = store.commit(step.kind, step.key, label=step.label, code_version=step.code_version, params=step.params,
+                                     inputs=step.input_keys, summary=summary, seconds=seconds)
+                kind.after_commit(step, store.step_dir(step.kind, step.key), ctx)
                 return _outcome(step, "done", summary=summary, seconds=round(seconds, 3))
-    _after_done(step, ctx, done)
+    kind.after_commit(step, store.step_dir(step.kind, step.key), ctx)
     return _outcome(step, "cached", summary=done.summary)
 
 
 def fail(step: Step, ctx: RunContext, exc: BaseException) -> StepOutcome:
     tb = "".join(traceback.format_exception(exc))
-    name = (f"{step.payload.model.spec.name}__{step.payload.task.name}" if step.kind == EVALUATE
+    name = (f"{step.spec.model.spec.name}__{step.spec.task.name}" if step.kind == EVALUATE
             else f"{step.kind}__{step.label.split(' ', 1)[1]}")
-    log = ctx.plan.output / "logs" / f"{name}.log".replace("/", "__")
+    log = ctx.output / "logs" / f"{name}.log".replace("/", "__")
     atomic_write_text(log, tb)
     logger.error("%s failed: %s (traceback in %s)", step.label, exc, log)
     return _outcome(step, "failed", error=f"{type(exc).__name__}: {exc}")
@@ -168,50 +147,21 @@ def skipped(step: Step, reason: str) -> StepOutcome:
 
 
 def execute_unit(unit: Unit, ctx: RunContext) -> tuple[list[StepOutcome], dict[str, Any]]:
-    """Run one unit in this process; returns its outcomes and (evaluation) encode statistics."""
-    from harness.steps.train import model_path
-
-    if unit.kind == GENERATE:
-        from harness.steps.generate import run_generate
-
-        step = unit.steps[0]
-        try:
-            return [run_step(step, ctx, lambda work: run_generate(step, work, progress=ctx.show_progress))], {}
-        except Exception as exc:
-            return [fail(step, ctx, exc)], {}
-    if unit.kind == TRAIN:
-        from harness.steps.train import run_train
-
-        step = unit.steps[0]
-        try:
-            return [run_step(step, ctx, lambda work: run_train(step, work, ctx.step_dir, progress=ctx.show_progress,
-                                                               provenance=ctx.environment))], {}
-        except Exception as exc:
-            return [fail(step, ctx, exc)], {}
-    from harness.steps.evaluate import ModelSession, run_evaluate
-
-    cache = EmbeddingCache(ctx.cache_path)
+    """Run one unit in this process; returns its outcomes and its session's statistics (evaluation:
+    texts encoded, embedding-cache hits). A step that fails does not stop the unit's other steps: a
+    model that cannot load fails each of its cells alike."""
+    kind = kind_of(unit.kind)
     outcomes: list[StepOutcome] = []
-    sessions: dict[str, ModelSession] = {}  # one per model entry; entries on the same weights share the loaded model
+    stats: dict[str, Any] = {}
     try:
-        for step in unit.steps:
-            mp = step.payload.model
-            try:
-                session = sessions.get(mp.spec.name)
-                if session is None:
-                    if mp.train is not None:
-                        mp.resolve_trained(model_path(ctx.store.step_dir(TRAIN, mp.train.key)))
-                    session = sessions[mp.spec.name] = ModelSession(
-                        mp, matrix_dir=ctx.plan.loaded.base_dir, matrix_path=ctx.plan.loaded.path, cache=cache,
-                        overrides=step.payload.overrides, device=ctx.device, show_progress=ctx.show_progress,
-                        loaded=ctx.loaded_models)
-                outcomes.append(run_step(step, ctx, lambda work, step=step, session=session: run_evaluate(
-                    step, work, session, environment=ctx.environment)))
-            except Exception as exc:  # this cell fails; a model that cannot load fails each of its cells alike
-                outcomes.append(fail(step, ctx, exc))
-    finally:
-        stats = {"hits": cache.hits, "misses": cache.misses, "damaged": cache.damaged}
-        cache.close()
-    # cumulative per loaded model: entries sharing weights report the same counter
-    encode = {name: s.stats() for name, s in sessions.items() if s.embedder is not None}
-    return outcomes, {"encode": encode, "cache": stats}
+        with kind.session(unit.steps, ctx) as run:
+            for step in unit.steps:
+                try:
+                    outcomes.append(run_step(step, ctx, run))
+                except Exception as exc:
+                    outcomes.append(fail(step, ctx, exc))
+            stats = getattr(run, "stats", dict)()
+    except Exception as exc:  # the session itself could not open (e.g. the embedding cache)
+        outcomes.extend(fail(s, ctx, exc) for s in unit.steps if s.key not in {o.key for o in outcomes})
+    return outcomes, stats
+

@@ -11,7 +11,9 @@ Published results (``results/<model>/<revision>/``) and the embedding cache are 
 they are the run's output and are keyed by content already, so a stale entry costs disk, not
 correctness, and a report may still want an old revision beside a new one.
 
-A step another process holds (its ``flock`` claim) is skipped, never deleted under it. Removal is
+A step another process holds is skipped, never deleted under it: the claim of a run writing it,
+or the shared claim every running step holds on the inputs it reads (a train step on its generated
+examples, an evaluation on the trained model). Removal is
 rename-then-delete (``.gc-<name>``), so a kill mid-way leaves a name no step reads, which the next
 ``gc`` finishes; leftovers of interrupted directory replacements (``.<key>.old-<pid>``) go the same way.
 """
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atomicio import discard
-from harness.pipeline.store import WORK_PREFIX, ArtifactStore
+from harness.steps.store import WORK_PREFIX, ArtifactStore
 
 TRASH_PREFIX = ".gc-"
 

@@ -18,11 +18,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from atomicio import atomic_write_json, remove_stale_temporaries
-from harness.pipeline.execute import (RunContext, StepOutcome, Unit, default_cache_path, execute_unit, skipped,
-                                      units)
+from harness.pipeline.execute import StepOutcome, Unit, execute_unit, skipped, units
 from harness.pipeline.planner import Plan
 from harness.provenance import environment
 from harness.steps.base import TRAIN
+from harness.steps.context import RunContext
 
 
 @dataclass
@@ -68,20 +68,15 @@ class RunReport:
                 "steps": [o.__dict__ for o in self.outcomes], "encode_stats": self.encode_stats}
 
 
-
-
-def make_context(plan: Plan, *, show_progress: bool, device: str | None, cache_path: Path | None) -> RunContext:
+def make_context(plan: Plan, *, show_progress: bool, device: str | None) -> RunContext:
+    """The run folder made and cleaned of dead writers' temporaries, and the context its units run in."""
     plan.output.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(plan.output)
-    return RunContext(plan=plan, device=device, show_progress=show_progress,
-                      cache_path=cache_path or default_cache_path(plan), environment=environment())
+    return plan.context(device=device, show_progress=show_progress, environment=environment())
 
 
-
-
-def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = None, cache_path: Path | None = None,
-             jobs: int = 1) -> RunReport:
-    ctx = make_context(plan, show_progress=show_progress, device=device, cache_path=cache_path)
+def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = None, jobs: int = 1) -> RunReport:
+    ctx = make_context(plan, show_progress=show_progress, device=device)
     report = RunReport(output=plan.output)
     todo = units(plan)
     bar = tqdm(total=len(plan.steps), desc="steps", unit="step", disable=not show_progress)

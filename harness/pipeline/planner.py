@@ -9,29 +9,23 @@ valid. A trained model needs no weights to be planned: its key derives from its 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from harness.errors import InputError
 from harness.evaluation.models.loader import resolve_model
 from harness.evaluation.tasks import ResolvedTask, resolve_task
 from harness.pipeline.preflight import check_api_keys, check_cache_dir, check_output_dir
-from harness.pipeline.store import ArtifactStore
-from harness.schema import LoadedMatrix, MixtureSpec, ModelSpec, TaskSpec
+from harness.schema import LoadedMatrix, ModelSpec, TaskSpec
+from harness.steps import evaluate as evaluate_kind
+from harness.steps import generate as generate_kind
+from harness.steps import train as train_kind
 from harness.steps.base import TRAIN, Step, canonical_hash
-from harness.steps.evaluate import Cell, ModelPlan, evaluate_step
-from harness.steps.generate import plan_generate
-from harness.steps.train import TrainPayload, build_config, recipe_error
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
+from harness.steps.caches import RunCaches, run_caches
+from harness.steps.context import RunContext
+from harness.steps.evaluate import Cell, ModelPlan
+from harness.steps.store import ArtifactStore
+from harness.steps.train import PlannedMixture, TrainSpec
 
 
 @dataclass
@@ -50,106 +44,19 @@ class Plan:
     def cached(self, step: Step) -> bool:
         return ArtifactStore(self.output).is_done(step.kind, step.key)
 
+    @property
+    def caches(self) -> RunCaches:
+        return run_caches(self.output, self.loaded)
+
+    def context(self, *, device: str | None = None, show_progress: bool = False,
+                environment: dict[str, Any] | None = None) -> RunContext:
+        """What the kinds get to run or estimate this plan's steps: the run folder, its caches, the device."""
+        return RunContext(output=self.output, caches=self.caches, device=device, show_progress=show_progress,
+                          environment=environment or {})
+
 
 def _where(kind: str, index: int, name: str | None) -> str:
     return f"{kind}[{index}]" + (f" (name: {name})" if name else "")
-
-
-# --- mixtures -------------------------------------------------------------------------------------
-
-def _fingerprint_path(path: Path) -> str:
-    from contentid import directory_fingerprint, file_digest
-
-    return file_digest(path) if path.is_file() else directory_fingerprint(path)
-
-
-def _mixture_params(mix: MixtureSpec, index: int, loaded: LoadedMatrix, generated: dict[str, Step]) -> tuple[dict[str, Any], list[Step]]:
-    """Validate one mixture against the trainer's schema and registry; return (canonical params, input steps)."""
-    from trainers.data.registry import REGISTRY, closest, get_preset
-    from trainers.data.spec import DataSpec
-    from trainers.errors import TrainInputError
-
-    where = _where("mixtures", index, mix.name)
-    src_path = loaded.path
-    placeholder, inputs, canon_sources = [], [], []
-    for j, src in enumerate(mix.sources or []):
-        f = f"{where}.sources[{j}]"
-        if not isinstance(src, dict) or "kind" not in src:
-            raise InputError(src_path, f, "a source needs 'kind:'", "use kind: generated | synthetic | beir | pairs | hub | registry")
-        if src["kind"] == "generated":
-            extra = set(src) - {"kind", "generate", "name", "instruction", "weight", "max_examples"}
-            if extra:
-                raise InputError(src_path, f"{f}.{sorted(extra)[0]}", "unknown field for a generated source",
-                                 "allowed: generate, name, instruction, weight, max_examples")
-            gen = src.get("generate")
-            if gen not in generated:
-                raise InputError(src_path, f"{f}.generate", f"names no generate entry ({gen!r})",
-                                 f"use one of: {', '.join(generated) or '(none: add a generate: entry to the matrix)'}")
-            inputs.append(generated[gen])
-            placeholder.append({k: v for k, v in src.items() if k != "generate"} | {"kind": "synthetic", "path": "<generated>"})
-            canon_sources.append({k: v for k, v in src.items() if k != "generate"} | {"generated": generated[gen].key})
-            continue
-        if src["kind"] == "registry" and src.get("source") not in REGISTRY:
-            raise InputError(src_path, f"{f}.source", f"unknown training source {src.get('source')!r}",
-                             closest(str(src.get("source")), list(REGISTRY)))
-        if src["kind"] == "registry" and src.get("path") is None:
-            _require_local_copy(str(src["source"]), src_path, f"{f}.path", "path: <folder>")
-        canon = dict(src)
-        for key in ("path", "data_files"):
-            value = src.get(key)
-            if value is None:
-                continue
-            prints = []
-            for item in ([value] if isinstance(value, str) else list(value)):
-                p = loaded.resolve(Path(str(item)))
-                if not p.exists():
-                    raise InputError(src_path, f"{f}.{key}", f"{p} does not exist", "fix the path (relative to the matrix file)")
-                prints.append(f"content:{_fingerprint_path(p)}")
-            canon[key] = prints[0] if isinstance(value, str) else prints
-        placeholder.append(src)
-        canon_sources.append(canon)
-    raw = mix.model_dump(exclude={"name"}, exclude_none=True)
-    if mix.sources is not None:
-        raw["sources"] = placeholder
-    try:
-        DataSpec.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise InputError(src_path, f"{where}.{loc}" if loc else where, err["msg"],
-                         "see docs/training-data.md for the source kinds and their fields") from None
-    canon = mix.model_dump(exclude={"name"}, exclude_none=True)
-    if mix.preset is not None:
-        try:
-            names = get_preset(mix.preset, where)
-        except TrainInputError as exc:
-            raise InputError(src_path, f"{where}.preset", exc.problem, exc.fix) from None
-        for name in names:
-            if name not in mix.paths:
-                _require_local_copy(name, src_path, f"{where}.paths.{name}", f"paths: {{{name}: <folder>}}")
-        for name, p in mix.paths.items():
-            resolved = loaded.resolve(Path(p))
-            if not resolved.exists():
-                raise InputError(src_path, f"{where}.paths.{name}", f"{resolved} does not exist", "fix the path (relative to the matrix file)")
-            canon["paths"][name] = f"content:{_fingerprint_path(resolved)}"
-    else:
-        canon["sources"] = canon_sources
-    return canon, inputs
-
-
-def _require_local_copy(source: str, matrix: Path, field: str, how: str) -> None:
-    """Registry sources with no hub copy (the synthetic set, BEIR-layout folders) fail at train time
-    without a local path: say so now, before anything runs."""
-    from trainers.data.registry import REGISTRY, BeirLoader
-
-    entry = REGISTRY[source]
-    if entry.loader is None:
-        raise InputError(matrix, field, "the synthetic source needs generated data and none is given",
-                         "list the mixture as sources: with {kind: generated, generate: <generate entry>} (or give "
-                         "a path to a generator's output)")
-    if isinstance(entry.loader, BeirLoader):
-        raise InputError(matrix, field, f"{entry.title} has no ready-made hub copy; training reads it from a local folder",
-                         f"prepare {entry.loader.how} and add '{how}', or leave the source out")
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -163,7 +70,7 @@ def _external(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
     key = canonical_hash({"content": resolved.identity.content, "settings": _settings(spec) | {"model": spec.model},
                           "backend": resolved.decision.to_json()})
     return ModelPlan(spec=spec, key=key, backend=resolved.decision.backend, backend_reason=resolved.decision.reason,
-                     resolved=resolved)
+                     source=loaded.path, resolved=resolved)
 
 
 def _recipe(spec: ModelSpec, where: str, loaded: LoadedMatrix) -> dict[str, Any]:
@@ -184,7 +91,7 @@ def _recipe(spec: ModelSpec, where: str, loaded: LoadedMatrix) -> dict[str, Any]
 class _ModelPlanner:
     """Plans model entries in dependency order (a trained base first), detecting cycles."""
 
-    def __init__(self, loaded: LoadedMatrix, generated: dict[str, Step], mixtures: dict[str, tuple[dict[str, Any], list[Step]]]) -> None:
+    def __init__(self, loaded: LoadedMatrix, generated: dict[str, Step], mixtures: dict[str, PlannedMixture]) -> None:
         self.loaded, self.generated, self.mixtures = loaded, generated, mixtures
         self.specs = {m.name: (i, m) for i, m in enumerate(loaded.matrix.models)}
         self.done: dict[str, ModelPlan] = {}
@@ -209,6 +116,36 @@ class _ModelPlanner:
         return mp
 
     def _trained(self, spec: ModelSpec, where: str) -> ModelPlan:
+        t = spec.train
+        assert t is not None
+        src = self.loaded.path
+        if t.mixture not in self.mixtures:
+            raise InputError(src, f"{where}.train.mixture", f"names no mixture ({t.mixture!r})",
+                             f"use one of: {', '.join(self.mixtures) or '(none: add a mixtures: entry)'}")
+        mixture = self.mixtures[t.mixture]
+        base_step, base_ref, gguf, base_commit, base_identity, base_backend = self._base(spec, where)
+        recipe = _recipe(spec, where, self.loaded)
+        bad = sorted(set(recipe) & {"base_model", "data", "output", "revision"})
+        if bad:
+            raise InputError(src, f"{where}.train.recipe.{bad[0]}", "set by the matrix, not the recipe",
+                             "remove it: 'base:' and 'mixture:' of the train entry say which model and data")
+        recipe = _with_entry_pooling(recipe, spec, where, src)
+        train_spec = TrainSpec(name=spec.name, source=src, recipe=recipe, base=base_ref, gguf_file=gguf, revision=base_commit,
+                               data=mixture.data, generated=self.generated, base_step=base_step)
+        step = train_kind.KIND.plan(train_spec, base_identity=base_identity, mixture=mixture, field_name=f"{where}.train.recipe")
+        # The export of a decoder is an E5-style sentence-transformers directory (last-token pooling),
+        # which evaluation routes to the decoder path; an encoder stays an encoder.
+        backend = "decoder" if base_backend == "decoder" else "sentence-transformers"
+        key = canonical_hash({"content": f"train:{step.key}", "settings": _settings(spec)})
+        return ModelPlan(spec=spec, key=key, backend=backend, train=step, source=src,
+                         backend_reason=f"trained from a {base_backend} base by step {step.key[:12]}")
+
+    def _base(self, spec: ModelSpec, where: str) -> tuple[Step | None, str, str | None, str | None, str, str]:
+        """(base step, reference, gguf file, hub commit, content identity, backend) of a train entry's base.
+
+        The identity is always that of what the trainer will load: a GGUF entry trained with another
+        ``gguf_file:`` is identified by that file, not by the entry's own quantization.
+        """
         from harness.evaluation.models.backend import decide_backend
         from harness.evaluation.models.identity import model_identity
         from harness.evaluation.models.reference import resolve_reference
@@ -216,71 +153,56 @@ class _ModelPlanner:
         t = spec.train
         assert t is not None
         src = self.loaded.path
-        if t.mixture not in self.mixtures:
-            raise InputError(src, f"{where}.train.mixture", f"names no mixture ({t.mixture!r})",
-                             f"use one of: {', '.join(self.mixtures) or '(none: add a mixtures: entry)'}")
-        mix_params, mix_inputs = self.mixtures[t.mixture]
-        base_step: Step | None = None
-        base_ref, gguf, base_commit = t.base, t.gguf_file, None
         if t.revision is not None and t.base in self.specs:
             raise InputError(src, f"{where}.train.revision", f"the base {t.base!r} is an entry of this matrix",
                              f"remove it here; pin the commit with 'revision:' on the entry {t.base!r} itself")
         if t.base in self.specs:
             base_plan = self.plan(t.base)
             if base_plan.train is not None:
-                base_step, base_ref, base_backend = base_plan.train, "", base_plan.backend
-                base_identity = f"train:{base_plan.train.key}"
-            else:
-                base_ref, gguf = base_plan.spec.model or "", gguf or base_plan.spec.gguf_file
-                base_identity, base_backend = base_plan.resolved.identity.content, base_plan.backend  # type: ignore[union-attr]
-                base_commit = base_plan.resolved.identity.hub_commit  # type: ignore[union-attr]
-        else:
-            field = f"{where}.train.base"
-            ref = resolve_reference(t.base, self.loaded.base_dir, src, field=field)
-            if ref.kind == "openai":
-                raise InputError(src, field, "an API model cannot be fine-tuned here", "name a local path, pkg: or hub model")
-            if t.revision is not None and ref.kind != "hub":
-                raise InputError(src, f"{where}.train.revision", f"'revision:' pins a hub model's commit, but {t.base!r} is a "
-                                 f"{ref.kind} reference", "remove it: a local base is identified by its files")
-            ident = model_identity(ref, gguf_file=gguf, revision=t.revision, source=src,
-                                   field=f"{where}.train.revision" if t.revision else field)
-            # The entry's kind:/pooling: say what the trained model is; offline, where a hub base's own
-            # files cannot be read, they are also what decides the base's backend (see decide_backend).
-            decision = decide_backend(ref, kind=spec.kind, pooling=spec.pooling, gguf_file=ident.gguf_file,
-                                      hub_commit=ident.hub_commit)
-            base_ref = ref.value if ref.kind == "path" else t.base
-            base_identity, base_backend, base_commit = ident.content, decision.backend, ident.hub_commit
-            if decision.guessed:
-                self.notes.append(f"model {spec.name}: base {t.base} — {decision.reason}")
-        recipe = _recipe(spec, where, self.loaded)
-        bad = sorted(set(recipe) & {"base_model", "data", "output", "revision"})
-        if bad:
-            raise InputError(src, f"{where}.train.recipe.{bad[0]}", "set by the matrix, not the recipe",
-                             "remove it: 'base:' and 'mixture:' of the train entry say which model and data")
-        payload = TrainPayload(name=spec.name, matrix_path=src, recipe=recipe, base=base_ref, gguf_file=gguf, revision=base_commit,
-                               data=self.loaded.matrix.mixtures[self._mix_index(t.mixture)]
-                                     .model_dump(exclude={"name"}, exclude_none=True),
-                               generated=self.generated, base_step=base_step)
-        try:
-            cfg = build_config(payload, None, validate_only=True)
-        except ValidationError as exc:
-            raise recipe_error(src, f"{where}.train.recipe", exc) from None
-        recipe_params = cfg.model_dump(mode="json", exclude={"base_model", "gguf_file", "revision", "data", "output", "name",
-                                                             "log_every", "device"})
-        from harness.steps.train import CODE_VERSION
+                return base_plan.train, "", None, None, f"train:{base_plan.train.key}", base_plan.backend
+            resolved = base_plan.resolved
+            assert resolved is not None
+            ident = resolved.identity
+            gguf = t.gguf_file or ident.gguf_file
+            if gguf != ident.gguf_file:
+                base_index = self.specs[t.base][0]
+                ident = model_identity(resolved.ref, gguf_file=gguf, revision=ident.hub_commit, source=src,
+                                       field=f"{where}.train.gguf_file" if t.gguf_file else f"models[{base_index}].gguf_file")
+            ref_value = resolved.ref.value if resolved.ref.kind == "path" else (base_plan.spec.model or "")
+            return None, ref_value, gguf, ident.hub_commit, ident.content, base_plan.backend
+        field_name = f"{where}.train.base"
+        ref = resolve_reference(t.base, self.loaded.base_dir, src, field=field_name)
+        if ref.kind == "openai":
+            raise InputError(src, field_name, "an API model cannot be fine-tuned here", "name a local path, pkg: or hub model")
+        if t.revision is not None and ref.kind != "hub":
+            raise InputError(src, f"{where}.train.revision", f"'revision:' pins a hub model's commit, but {t.base!r} is a "
+                             f"{ref.kind} reference", "remove it: a local base is identified by its files")
+        ident = model_identity(ref, gguf_file=t.gguf_file, revision=t.revision, source=src,
+                               field=f"{where}.train.revision" if t.revision else field_name)
+        # The entry's kind:/pooling: say what the trained model is; offline, where a hub base's own
+        # files cannot be read, they are also what decides the base's backend (see decide_backend).
+        decision = decide_backend(ref, kind=spec.kind, pooling=spec.pooling, gguf_file=ident.gguf_file,
+                                  hub_commit=ident.hub_commit)
+        if decision.guessed:
+            self.notes.append(f"model {spec.name}: base {t.base} — {decision.reason}")
+        base_ref = ref.value if ref.kind == "path" else t.base
+        return None, base_ref, ident.gguf_file or t.gguf_file, ident.hub_commit, ident.content, decision.backend
 
-        inputs = list(dict.fromkeys([*mix_inputs, *([base_step] if base_step else [])]))
-        step = Step(kind=TRAIN, label=f"train {spec.name}", code_version=CODE_VERSION, inputs=inputs, payload=payload,
-                    gpu=True, params={"recipe": recipe_params, "base": base_identity, "mixture": mix_params})
-        # The export of a decoder is an E5-style sentence-transformers directory (last-token pooling),
-        # which evaluation routes to the decoder path; an encoder stays an encoder.
-        backend = "decoder" if base_backend == "decoder" else "sentence-transformers"
-        key = canonical_hash({"content": f"train:{step.key}", "settings": _settings(spec)})
-        return ModelPlan(spec=spec, key=key, backend=backend, train=step,
-                         backend_reason=f"trained from a {base_backend} base by step {step.key[:12]}")
 
-    def _mix_index(self, name: str) -> int:
-        return next(i for i, m in enumerate(self.loaded.matrix.mixtures) if m.name == name)
+_RECIPE_POOLING = {"last-token": "lasttoken", "mean": "mean", "cls": "cls"}
+
+
+def _with_entry_pooling(recipe: dict[str, Any], spec: ModelSpec, where: str, src: Path) -> dict[str, Any]:
+    """A trained entry's ``pooling:`` is how the model is *trained* to pool, so it is the recipe's
+    (and enters the train key), not an evaluation-only setting that would pool differently from training."""
+    if spec.pooling == "auto":
+        return recipe
+    wanted = _RECIPE_POOLING[spec.pooling]
+    given = recipe.get("pooling", "auto")
+    if given not in ("auto", wanted):
+        raise InputError(src, f"{where}.pooling", f"pooling: {spec.pooling} on the entry, but its recipe says pooling: {given}",
+                         "set it in one place: the recipe's pooling is what training and evaluation both use")
+    return {**recipe, "pooling": wanted}
 
 
 # --- tasks ----------------------------------------------------------------------------------------
@@ -393,21 +315,6 @@ def check_instruction_overrides(loaded: LoadedMatrix, models: list[ModelPlan], t
                                  "instruction would be ignored", "write the instruction as a plain string or as 'query:'")
 
 
-def _eval_params(mp: ModelPlan, rt: ResolvedTask) -> dict[str, Any]:
-    instr = rt.spec.instruction
-    return {
-        "model": mp.key,
-        "name": mp.spec.name,  # results are filed under it: a renamed entry must write them anew
-        "task": rt.name,
-        "subsets": rt.subsets,
-        "splits": rt.splits,
-        "instruction": instr if isinstance(instr, (str, type(None))) else instr.model_dump(),
-        "data": rt.data_fingerprint(),
-        **({"unknown_qrels": "drop"} if rt.spec.unknown_qrels == "drop" else {}),
-        "mteb": _version("mteb"),
-    }
-
-
 def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool = True) -> Plan:
     """Resolve every step up front so bad input fails before anything is written.
 
@@ -420,9 +327,11 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
     check_cache_dir(loaded)
     check_api_keys(loaded)
     notes: list[str] = []
-    generated = {g.name: plan_generate(g.name, loaded.resolve(g.config), loaded.path, f"{_where('generate', i, g.name)}.config")
+    generated = {g.name: generate_kind.KIND.plan(g.name, loaded.resolve(g.config), loaded.path,
+                                                 f"{_where('generate', i, g.name)}.config")
                  for i, g in enumerate(m.generate)}
-    mixtures = {mix.name: _mixture_params(mix, i, loaded, generated) for i, mix in enumerate(m.mixtures)}
+    mixtures = {mix.name: train_kind.plan_mixture(mix, _where("mixtures", i, mix.name), loaded, generated)
+                for i, mix in enumerate(m.mixtures)}
     planner = _ModelPlanner(loaded, generated, mixtures)
     models = [planner.plan(spec.name) for spec in m.models]
     notes.extend(planner.notes)
@@ -441,7 +350,7 @@ def build_plan(loaded: LoadedMatrix, output: Path | None = None, load_data: bool
         for rt in tasks:
             cell = Cell(model=mp, task=rt, overrides=overrides)
             cells.append(cell)
-            evaluate_steps.append(evaluate_step(cell, _eval_params(mp, rt)))
+            evaluate_steps.append(evaluate_kind.KIND.plan(cell))
     used = {s.key for mp in models if mp.train for s in _closure(mp.train)}
     unused = [g for g in generated.values() if g.key not in used]
     trains = _topological([mp.train for mp in models if mp.train is not None])
@@ -483,17 +392,3 @@ def _dedupe(steps: list[Step]) -> list[Step]:
     for s in steps:
         seen.setdefault((s.kind, s.key), s)
     return list(seen.values())
-
-
-def describe(plan: Plan) -> dict[str, Any]:
-    """The plan as JSON: each step, cached or to run, with its inputs (``harness plan --json``)."""
-    store = ArtifactStore(plan.output)
-    return {
-        "output": str(plan.output),
-        "models": [{"model": mp.spec.name, "backend": mp.backend, "reason": mp.backend_reason, "revision": mp.revision,
-                    **({"train_step": mp.train.key} if mp.train else {})} for mp in plan.models],
-        "steps": [{"kind": s.kind, "label": s.label, "key": s.key, "inputs": [i.key for i in s.inputs],
-                   "status": "cached" if store.is_done(s.kind, s.key) else "to run"} for s in plan.steps],
-        "notes": plan.notes,
-    }
-

@@ -7,9 +7,10 @@ this module only hands units to Ray:
   ``ray.remote`` task. A task's arguments are the ObjectRefs of the units that produce its inputs,
   so Ray itself holds a task back until its inputs are finished. A task whose input failed (or was
   skipped) does not run its steps; the driver reports them as skipped, with the reason.
-- Workers do not receive the plan (it holds mteb task objects and loaded data): each rebuilds it
-  from ``(matrix path, run folder)`` with ``build_plan(..., load_data=False)`` and picks its unit by
-  ``uid`` (units are deterministic). Data is loaded lazily, by the unit that needs it.
+- A task receives its unit itself (the steps with their validated specs, pickled by Ray) and the
+  run context (run folder, caches, device): the worker reads no matrix and no config file, so what
+  runs is exactly what the driver planned and keyed. Evaluation data travels unloaded and is read
+  from its folder by the unit that needs it.
 - Train and evaluate units ask for one GPU (``num_gpus=1``) when the cluster has GPUs, so one
   training step runs per GPU and a model's evaluation runs where the model is loaded. Without GPUs
   every unit asks for one CPU.
@@ -36,6 +37,7 @@ from harness.errors import InputError
 from harness.pipeline.execute import StepOutcome, Unit, fail, skipped, units
 from harness.pipeline.local import RunReport, make_context
 from harness.pipeline.planner import Plan
+from harness.steps.context import RunContext
 
 CONNECT_TIMEOUT_S = 5.0
 # Environment the workers need to behave like this process (caches, offline mode, quiet tokenizers).
@@ -117,7 +119,8 @@ def _runtime_env(plan: Plan) -> dict[str, Any]:
     for spec in plan.loaded.matrix.models:  # openai models name their variables (workers re-check them)
         names.update(v for v in (getattr(spec, "api_key_env", None), getattr(spec, "base_url_env", None)) if v)
     for step in plan.steps:  # generation backends name theirs (base_url_env, api_key_env, model_env)
-        names.update(_named_variables(step.params))
+        config = getattr(step.spec, "config", None)
+        names.update(_named_variables(config.model_dump(mode="json") if config is not None else step.params))
     for k, v in os.environ.items():
         if k.startswith(_FORWARDED_PREFIXES) or k in names:
             env[k] = v
@@ -140,9 +143,8 @@ def _blocked(inputs: tuple[dict[str, Any], ...]) -> bool:
     return any(r["outcomes"] is None or any(o.status in ("failed", "skipped") for o in r["outcomes"]) for r in inputs)
 
 
-def run_unit_task(matrix: str, output: str, uid: str, device: str | None, cache_path: str,
-                  *inputs: dict[str, Any]) -> dict[str, Any]:
-    """Body of one Ray task: rebuild the plan, find the unit by ``uid``, run it against the store.
+def run_unit_task(unit: Unit, ctx: RunContext, *inputs: dict[str, Any]) -> dict[str, Any]:
+    """Body of one Ray task: run ``unit`` against the store, in the context the driver planned it in.
 
     ``inputs`` are the results of the units this one depends on (Ray resolves the ObjectRefs before
     the task starts). If one of them failed, nothing runs and ``outcomes`` is None: the driver
@@ -151,34 +153,23 @@ def run_unit_task(matrix: str, output: str, uid: str, device: str | None, cache_
     import ray
 
     ctx_ray = ray.get_runtime_context()
-    where = {"uid": uid, "task_id": ctx_ray.get_task_id(), "node_id": ctx_ray.get_node_id(), "pid": os.getpid(),
+    where = {"uid": unit.uid, "task_id": ctx_ray.get_task_id(), "node_id": ctx_ray.get_node_id(), "pid": os.getpid(),
              "host": socket.gethostname(), "gpus": [str(g) for g in ray.get_gpu_ids()]}
     if _blocked(inputs):
-        return {"uid": uid, "outcomes": None, "stats": {}, "where": where}
+        return {"uid": unit.uid, "outcomes": None, "stats": {}, "where": where}
     import logging
     import warnings
 
-    from harness.pipeline.execute import RunContext, execute_unit
-    from harness.pipeline.planner import build_plan
-    from harness.provenance import environment
     from harness.quiet import progress_bars_hidden
-    from harness.schema import load_matrix
+    from harness.pipeline.execute import execute_unit
 
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start = time.monotonic()
-    plan = build_plan(load_matrix(matrix), Path(output), load_data=False)
-    found = {u.uid: u for u in units(plan)}
-    if uid not in found:
-        raise RuntimeError(f"unit {uid} is not in the plan this worker built from {matrix}: "
-                           "the matrix (or a file it names) differs on this node")
-    # No make_context here: it removes stale temporaries by pid, which is meaningless on another host.
-    ctx = RunContext(plan=plan, device=device, show_progress=False, cache_path=Path(cache_path),
-                     environment=environment())
     with progress_bars_hidden(True):
-        outcomes, stats = execute_unit(found[uid], ctx)
+        outcomes, stats = execute_unit(unit, ctx)
     where["seconds"] = round(time.monotonic() - start, 3)
-    return {"uid": uid, "outcomes": outcomes, "stats": stats, "where": where}
+    return {"uid": unit.uid, "outcomes": outcomes, "stats": stats, "where": where}
 
 
 # --- the driver -----------------------------------------------------------------------------------
@@ -187,8 +178,7 @@ def _producers(todo: list[Unit]) -> dict[str, Unit]:
     return {s.key: u for u in todo for s in u.steps}
 
 
-def run_plan_on_ray(plan: Plan, *, address: str | None, show_progress: bool, device: str | None,
-                    cache_path: Path | None = None) -> RunReport:
+def run_plan_on_ray(plan: Plan, *, address: str | None, show_progress: bool, device: str | None) -> RunReport:
     """Run every unit of ``plan`` as a Ray task on the cluster at ``address`` (None: start a local one)."""
     from tqdm.auto import tqdm
 
@@ -197,7 +187,8 @@ def run_plan_on_ray(plan: Plan, *, address: str | None, show_progress: bool, dev
     import ray
 
     try:
-        ctx = make_context(plan, show_progress=False, device=device, cache_path=cache_path)
+        ctx = make_context(plan, show_progress=False, device=device)
+        worker_ctx = ctx.for_worker()
         report = RayRunReport(output=plan.output)
         todo = units(plan)
         order = {u.uid: i for i, u in enumerate(todo)}
@@ -211,7 +202,7 @@ def run_plan_on_ray(plan: Plan, *, address: str | None, show_progress: bool, dev
             gpus = 1 if has_gpu and unit.gpu else 0
             ref = remote.options(name=unit.label[:120], num_cpus=1, num_gpus=gpus, max_retries=1,
                                  runtime_env=None if started else runtime_env).remote(
-                str(plan.loaded.path), str(plan.output), unit.uid, device, str(ctx.cache_path), *deps)
+                unit, worker_ctx, *deps)
             refs[unit.uid] = ref
             pending[ref] = unit
         bar = tqdm(total=len(plan.steps), desc="steps (ray)", unit="step", disable=not show_progress)

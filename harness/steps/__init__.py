@@ -1,2 +1,21 @@
-"""Step kinds: one module per kind (generate, train, evaluate), each a plain function over a work
-directory, so any executor (local, concurrent, Ray) runs them the same way."""
+"""Step kinds: one module per kind, each owning its key, its run, its estimate and its caches.
+
+The registry below is all the planner, the executors and ``harness plan`` know of the kinds: add a
+kind by writing its module (see :class:`harness.steps.base.StepKind` and docs/pipeline.md) and
+listing it here, in the order its steps may depend on each other.
+"""
+
+from __future__ import annotations
+
+from harness.steps.base import StepKind
+
+
+def kinds() -> dict[str, StepKind]:
+    """name -> kind, in dependency order (a kind's steps may read only the steps of kinds before it)."""
+    from harness.steps import evaluate, generate, train
+
+    return {k.name: k for k in (generate.KIND, train.KIND, evaluate.KIND)}
+
+
+def kind_of(name: str) -> StepKind:
+    return kinds()[name]

@@ -1,4 +1,9 @@
-"""Evaluate steps: one (model entry, task) cell scored by mteb's own evaluator.
+"""The evaluate kind: one (model entry, task) cell scored by mteb's own evaluator.
+
+Key: the model entry's key (its content identity and encode settings, or its train step's key),
+its name (results are filed under it), the task, subsets and splits, the instruction, the data's
+content fingerprint and the mteb version. No device: a run on eight GPUs and one on a laptop share
+their results.
 
 A step writes its MTEB-layout files (``<Task>.json``, per-query scores, ``model_meta.json``) into
 its own work directory; once the step is committed they are *published* into the run's shared
@@ -6,15 +11,19 @@ its own work directory; once the step is committed they are *published* into the
 leaderboards read them. Publishing again from a finished step is idempotent, so a deleted result
 file comes back on the next run without re-scoring.
 
-Cells of one model entry form a *group*: they share one loaded model (:class:`ModelSession`, which
-loads nothing until a cell actually needs encoding) and, through the embedding cache, every vector
-any cell, split, subset, run or renamed entry ever computed with the same weights and prompt.
+Cells of one model entry form a *group*, run as one unit: they share one loaded model
+(:class:`ModelSession`, which loads nothing until a cell actually needs encoding) and, through the
+run-level embedding cache, every vector any cell, split, subset, run or renamed entry ever
+computed with the same weights and prompt. Nothing to resume: a killed cell's vectors are in the
+cache already, so each try starts with an empty work directory.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +34,13 @@ from harness.evaluation.instructions import InstructionPolicy
 from harness.evaluation.models.loader import ResolvedModel
 from harness.evaluation.tasks import ResolvedTask
 from harness.schema import ModelSpec
-from harness.steps.base import EVALUATE, Step
+from harness.steps.base import EVALUATE, CacheUse, Estimate, Step
+from harness.steps.context import RunContext
+from harness.steps.quantities import PEAK_BF16, PEAK_FP32, big, gpu_time
 
-CODE_VERSION = "1"  # bump when evaluation code changes what a result means
 RESULTS = "results"  # inside the step directory
+CHARS_PER_TOKEN = 4.0
+ENCODE_MFU = 0.50  # ../shared/NOTES.md: encode, bf16, dense batches (35.3k-36.0k tokens/s on 7.11e9 params)
 
 
 @dataclass(eq=False)
@@ -43,6 +55,7 @@ class ModelPlan:
     key: str
     backend: str
     backend_reason: str
+    source: Path  # the matrix file (messages; relative references were resolved at plan time)
     resolved: ResolvedModel | None = None
     train: Step | None = None
 
@@ -75,7 +88,7 @@ class ModelPlan:
 
 @dataclass(eq=False)
 class Cell:
-    """The evaluate step's payload: which model entry on which task, with which instructions."""
+    """The evaluate step's spec: which model entry on which task, with which instructions."""
 
     model: ModelPlan
     task: ResolvedTask
@@ -86,21 +99,21 @@ class Cell:
         return f"{self.model.spec.name} × {self.task.name}"
 
 
-def evaluate_step(cell: Cell, params: dict[str, Any]) -> Step:
-    inputs = [cell.model.train] if cell.model.train is not None else []
-    return Step(kind=EVALUATE, label=f"evaluate {cell.label}", params=params, inputs=inputs, code_version=CODE_VERSION,
-                payload=cell, gpu=True, group=cell.model.weights_key())
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class ModelSession:
     """One loaded model and its cached encoder, shared by every cell of a group; loads on first use."""
 
-    def __init__(self, mp: ModelPlan, *, matrix_dir: Path, matrix_path: Path, cache: EmbeddingCache,
-                 overrides: dict[str, dict[str, str]], device: str | None, show_progress: bool,
-                 loaded: dict[str, Any]) -> None:
-        self.mp, self.matrix_dir, self.matrix_path = mp, matrix_dir, matrix_path
-        self.cache, self.overrides, self.device, self.show_progress = cache, overrides, device, show_progress
-        self._loaded = loaded  # weights key -> embedder, shared across groups of one process
+    def __init__(self, mp: ModelPlan, *, cache: EmbeddingCache, overrides: dict[str, dict[str, str]],
+                 ctx: RunContext) -> None:
+        self.mp, self.cache, self.overrides, self.ctx = mp, cache, overrides, ctx
         self.encoder: Any = None
         self.embedder: Any = None
         self.policy: InstructionPolicy | None = None
@@ -122,18 +135,17 @@ class ModelSession:
         from harness.evaluation.encoder import CachedEncoder, build_model_meta
         from harness.evaluation.models.loader import instruction_mode, load_embedder
 
-        mp = self.mp
+        mp, loaded = self.mp, self.ctx.loaded_models
         wkey = mp.weights_key()
-        if wkey not in self._loaded:
+        if wkey not in loaded:
             spec = mp.spec if mp.spec.model else mp.spec.model_copy(update={"model": mp.resolved.ref.value})  # type: ignore[union-attr]
-            self._loaded[wkey] = load_embedder(spec, self.matrix_dir, self.matrix_path, device=self.device,
-                                               resolved=mp.resolved)
-        self.embedder = self._loaded[wkey]
+            loaded[wkey] = load_embedder(spec, mp.source.parent, mp.source, device=self.ctx.device, resolved=mp.resolved)
+        self.embedder = loaded[wkey]
         mode = instruction_mode(mp.spec, mp.resolved.decision.backend)  # type: ignore[union-attr]
         self.policy = InstructionPolicy(mode=mode, overrides=self.overrides,  # type: ignore[arg-type]
                                         model_prompts=getattr(self.embedder, "model_prompts", {}) or {})
         self.encoder = CachedEncoder(self.embedder, self.cache, self.policy,
-                                     build_model_meta(mp.spec.name, mp.revision, self.embedder), show_progress=self.show_progress)
+                                     build_model_meta(mp.spec.name, mp.revision, self.embedder), show_progress=self.ctx.show_progress)
 
     def stats(self) -> dict[str, int]:
         counter = getattr(self.embedder, "counter", None)
@@ -146,7 +158,7 @@ def run_evaluate(step: Step, work: Path, session: ModelSession, *, environment: 
 
     from harness.evaluation.results import PerQueryRecorder, main_scores, write_task_result
 
-    cell: Cell = step.payload
+    cell: Cell = step.spec
     rt = cell.task
     session.ensure()
     encoder, embedder, mp = session.encoder, session.embedder, cell.model
@@ -194,3 +206,130 @@ def publish(step_dir: Path, results_dir: Path) -> list[Path]:
         atomic_write_bytes(dst, data)
         written.append(dst)
     return written
+
+
+class EvaluateSession:
+    """The unit of one group: the embedding cache open once, one :class:`ModelSession` per model entry."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.cache = EmbeddingCache(ctx.caches.embeddings)
+        self.sessions: dict[str, ModelSession] = {}  # entries on the same weights share the loaded model
+
+    def __call__(self, step: Step, work: Path) -> dict[str, Any]:
+        from harness.steps.train import model_path
+
+        cell: Cell = step.spec
+        mp = cell.model
+        session = self.sessions.get(mp.spec.name)
+        if session is None:
+            if mp.train is not None:
+                mp.resolve_trained(model_path(self.ctx.step_dir(mp.train)))
+            session = self.sessions[mp.spec.name] = ModelSession(mp, cache=self.cache, overrides=cell.overrides, ctx=self.ctx)
+        return run_evaluate(step, work, session, environment=self.ctx.environment)
+
+    def stats(self) -> dict[str, Any]:
+        # cumulative per loaded model: entries sharing weights report the same counter
+        encode = {name: s.stats() for name, s in self.sessions.items() if s.embedder is not None}
+        return {"encode": encode, "cache": {"hits": self.cache.hits, "misses": self.cache.misses, "damaged": self.cache.damaged}}
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+class EvaluateKind:
+    name = EVALUATE
+    code_version = "1"  # bump when evaluation code changes what a result means
+    resumes = False
+
+    def plan(self, cell: Cell) -> Step:
+        mp, rt = cell.model, cell.task
+        instr = rt.spec.instruction
+        params = {
+            "model": mp.key,
+            "name": mp.spec.name,  # results are filed under it: a renamed entry must write them anew
+            "task": rt.name,
+            "subsets": rt.subsets,
+            "splits": rt.splits,
+            "instruction": instr if isinstance(instr, (str, type(None))) else instr.model_dump(),
+            "data": rt.data_fingerprint(),
+            **({"unknown_qrels": "drop"} if rt.spec.unknown_qrels == "drop" else {}),
+            "mteb": _version("mteb"),
+        }
+        inputs = [mp.train] if mp.train is not None else []
+        return Step(kind=EVALUATE, label=f"evaluate {cell.label}", params=params, inputs=inputs,
+                    code_version=self.code_version, spec=cell, gpu=True, group=mp.weights_key())
+
+    @contextmanager
+    def session(self, steps: list[Step], ctx: RunContext) -> Iterator[EvaluateSession]:
+        unit = EvaluateSession(ctx)
+        try:
+            yield unit
+        finally:
+            unit.close()
+
+    def after_commit(self, step: Step, step_dir: Path, ctx: RunContext) -> None:
+        from harness.evaluation.results import results_dir
+
+        mp = step.spec.model
+        publish(step_dir, results_dir(ctx.output, mp.spec.name, mp.revision))
+
+    def progress(self, step: Step, work: Path) -> str | None:
+        return None
+
+    def caches(self, step: Step, ctx: RunContext) -> list[CacheUse]:
+        uses = [CacheUse("embeddings", ctx.caches.embeddings, "read-write")]
+        if step.spec.model.train is not None:
+            uses.append(CacheUse("dense-gguf", ctx.caches.dense / "dense", "read"))
+        return uses
+
+    def estimate(self, step: Step, ctx: RunContext) -> Estimate:
+        return estimate_evaluate(step.spec)
+
+
+KIND = EvaluateKind()
+
+
+def _model_params(mp: ModelPlan) -> tuple[float, str] | None:
+    from harness.evaluation.models.size import model_params
+    from harness.steps.train import base_params
+
+    if mp.train is not None:
+        return base_params(mp.train.spec)
+    revision = mp.resolved.identity.hub_commit if mp.resolved else mp.spec.revision
+    return model_params(mp.spec.model or "", mp.source.parent, gguf_file=mp.spec.gguf_file, revision=revision)
+
+
+def estimate_evaluate(cell: Cell) -> Estimate:
+    """The distinct texts the task encodes, each at min(characters / 4, max_length) tokens, 2·N·tokens
+    (forward only) at the encode anchor of ../shared/NOTES.md (bf16, length-sorted, adapters merged)."""
+    from harness.evaluation.text_counts import task_profile
+
+    mp, rt = cell.model, cell.task
+    profile = task_profile(rt)
+    if profile is None:
+        return Estimate(summary=f"no estimate: mteb ships no descriptive statistics for {rt.name}", gpu_hours=None)
+    groups, source = profile
+    decision = mp.resolved.decision if mp.resolved is not None else None
+    max_len = mp.spec.max_length or (decision.max_seq_length if decision else None) or 512
+    texts = sum(n for n, _ in groups)
+    tokens = sum(n * min(mean / CHARS_PER_TOKEN, max_len) for n, mean in groups)
+    details: dict[str, Any] = {"texts": round(texts), "tokens": round(tokens), "max_length": max_len}
+    head = f"{big(texts)} texts, {big(tokens)} tokens"
+    if mp.backend == "openai":
+        return Estimate(summary=f"{head} sent to the embeddings API (not priced here)", details=details)
+    size = _model_params(mp)
+    if size is None:
+        return Estimate(summary=f"{head}; no GPU estimate (model size unknown offline)", gpu_hours=None, details=details)
+    n, where = size
+    fp32 = mp.spec.dtype == "float32"
+    flops = 2 * n * tokens
+    hours = flops / (ENCODE_MFU * (PEAK_FP32 if fp32 else PEAK_BF16)) / 3600
+    details.update(params=n, flops=flops, mfu=ENCODE_MFU)
+    summary = (f"{head}; 2·N·tokens (N={big(n)}) ≈ {gpu_time(hours)} at MFU {ENCODE_MFU:g}"
+               + (" of the fp32 peak (dtype: float32)" if fp32 else ""))
+    assumptions = (f"texts from {source}; tokens = min(chars/{CHARS_PER_TOKEN:g}, max_length {max_len}); "
+                   f"N from {where}; encode anchor ../shared/NOTES.md (bf16, length-sorted, adapters merged)"
+                   + ("; measured in bf16, fp32 taken at the 67 TFLOP/s fp32 peak" if fp32 else "")
+                   + "; embedding-cache hits not subtracted")
+    return Estimate(summary=summary, gpu_hours=hours, assumptions=assumptions, details=details)

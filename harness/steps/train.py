@@ -1,46 +1,63 @@
-"""Train steps: ``trainers.train`` on a matrix model's ``train:`` entry (base x mixture x recipe).
+"""The train kind: ``trainers.train`` on a matrix model's ``train:`` entry (base x mixture x recipe).
 
-The step key hashes the recipe (every field that changes the weights), the base model's content
-identity (or, for a trained base, its train step's key), the mixture with each local source's
-content fingerprint, and the keys of the generate steps it reads. Paths are not in the key — moving
-a folder does not retrain; changing a byte in it does.
+Key: the recipe (every field that changes the weights, pooling included), the base model's content
+identity (for a GGUF base: the chosen file; for a trained base: its train step's key), the mixture
+with each local source by its content, and the keys of the generate steps it reads. No path is in
+the key: moving the checkout or the run folder does not retrain; changing a byte of the data does.
 
 The trainer works in the step's work directory, which survives a kill: its checkpoints make a
 re-run resume from the last one. When it finishes, the checkpoints (gigabytes for a 7B model, and
-useless once the model is exported) are deleted before the directory is renamed into place.
+useless once the model is exported) are discarded before the directory is renamed into place; the
+trainer recognises a complete export without them, so every kill point resumes.
+
+Cache: a GGUF base is trained from its dense copy in the run-level cache (``<run>/cache/dense``),
+keyed by the GGUF file's bytes and visible to every node that sees the run folder.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
 from harness.errors import InputError
-from harness.steps.base import Step
+from harness.schema import LoadedMatrix, MixtureSpec
+from harness.steps.base import TRAIN, CacheUse, Estimate, Step, StepRunner
+from harness.steps.context import RunContext
+from harness.steps.quantities import GPU, PEAK_BF16, PEAK_FP32, big, gpu_time
 
-CODE_VERSION = "1"
 MODEL = "model"  # the exported sentence-transformers directory inside the step directory
 # Recipe fields that are the matrix's to set (base, data) or that do not change the weights.
-NOT_RECIPE = {"base_model", "gguf_file", "revision", "data", "output", "name", "log_every", "device"}
+NOT_RECIPE = {"base_model", "gguf_file", "revision", "data", "output", "name", "log_every", "device", "save_every"}
+REGISTRY_EXAMPLES_PER_WEIGHT = 1000  # trainers/data/registry.py: weights are ≈ thousands of examples
+# docs/benchmarks.md, "Training on a GPU" (one H200, Mistral-7B shape, LoRA r=16).
+TRAIN_ANCHORS = {
+    "plain": (0.226, "no compile (anchor row: LoRA dropout 0.1, checkpointing)"),
+    "ckpt": (0.361, "compile + checkpointing"),
+    "selective12": (0.417, "compile + selective checkpointing (12 blocks kept)"),
+    "selective8": (0.397, "compile + selective checkpointing (8 blocks kept)"),
+    "gradcache": (0.348, "compile + GradCache, no checkpointing"),
+    "none": (0.498, "compile, no recompute"),
+}
 
 
 @dataclass
-class TrainPayload:
-    """What the runner needs: the config (paths still relative to the matrix file) and where inputs land."""
+class TrainSpec:
+    """What the runner needs: the trainer's config inputs, every path absolute (resolved at plan time)."""
 
     name: str
-    matrix_path: Path
+    source: Path  # the matrix file: for messages only
     recipe: dict[str, Any]
     base: str  # a model reference, or "" when the base is another train step's output
     gguf_file: str | None
-    data: dict[str, Any]  # a trainer DataSpec, with ``generated`` sources still naming their step
-    generated: dict[str, Step]  # generate name -> step
-    base_step: Step | None
+    data: dict[str, Any]  # a trainer DataSpec; ``generated`` sources still name their step
+    generated: dict[str, Step] = field(default_factory=dict)  # generate name -> step
+    base_step: Step | None = None
     revision: str | None = None  # a hub base's resolved commit: the trainer loads exactly what the key names
 
 
@@ -48,54 +65,339 @@ def model_path(step_dir: Path) -> Path:
     return step_dir / MODEL
 
 
-def build_config(payload: TrainPayload, step_dir_of: Any, *, validate_only: bool = False) -> Any:
+def build_config(spec: TrainSpec, step_dir_of: Callable[[Step], Path] | None, *, validate_only: bool = False) -> Any:
     """The trainer's config for this step. ``step_dir_of(step)`` locates a finished input step."""
     from trainers.config import TrainConfig
 
-    sources = None
-    if payload.data.get("sources") is not None:
-        sources = []
-        for src in payload.data["sources"]:
-            if src.get("kind") == "generated":
-                from harness.steps.generate import examples_path
+    from harness.steps.generate import examples_path
 
-                gen = payload.generated[src["generate"]]
-                path = "<generated>" if validate_only else str(examples_path(step_dir_of(gen)))
+    data = dict(spec.data)
+    if data.get("sources") is not None:
+        sources = []
+        for src in data["sources"]:
+            if src.get("kind") == "generated":
+                gen = spec.generated[src["generate"]]
+                path = "<generated>" if validate_only else str(examples_path(step_dir_of(gen)))  # type: ignore[misc]
                 src = {k: v for k, v in src.items() if k != "generate"} | {"kind": "synthetic", "path": path}
             sources.append(src)
-    data = {**payload.data, **({"sources": sources} if sources is not None else {})}
-    if payload.base_step is not None:
-        base = "<trained>" if validate_only else str(model_path(step_dir_of(payload.base_step)))
+        data["sources"] = sources
+    if spec.base_step is not None:
+        base = "<trained>" if validate_only else str(model_path(step_dir_of(spec.base_step)))  # type: ignore[misc]
     else:
-        base = payload.base
-    revision = payload.revision if payload.base_step is None else None
-    return TrainConfig.model_validate({**payload.recipe, "base_model": base, "gguf_file": payload.gguf_file,
-                                       "revision": revision, "data": data, "name": payload.name})
+        base = spec.base
+    revision = spec.revision if spec.base_step is None else None
+    return TrainConfig.model_validate({**spec.recipe, "base_model": base, "gguf_file": spec.gguf_file,
+                                       "revision": revision, "data": data, "name": spec.name})
 
 
-def recipe_error(matrix: Path, field: str, exc: ValidationError) -> InputError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        from trainers.config import TrainConfig
-        import difflib
+def recipe_error(matrix: Path, field_name: str, exc: ValidationError) -> InputError:
+    from inputio import field_problem
+    from trainers.config import TrainConfig
 
-        close = difflib.get_close_matches(str(err["loc"][-1]), [f for f in TrainConfig.model_fields if f not in NOT_RECIPE], n=1)
-        return InputError(matrix, f"{field}.{loc}", "unknown field", f"rename it to {close[0]!r}" if close else
-                          "remove it (see docs/training.md for the recipe fields)")
-    return InputError(matrix, f"{field}.{loc}" if loc else field, err["msg"], "see docs/training.md for the config reference")
+    fp = field_problem(exc, allowed=[f for f in TrainConfig.model_fields if f not in NOT_RECIPE], docs="docs/training.md")
+    return InputError(matrix, f"{field_name}.{fp.field}" if fp.field else field_name, fp.problem, fp.fix)
 
 
-def run_train(step: Step, work: Path, step_dir_of: Any, *, progress: bool, provenance: dict[str, Any],
-              cache_dir: Path | None = None) -> dict[str, Any]:
-    from trainers.train import CHECKPOINTS, prepare, train
+# --- planning -------------------------------------------------------------------------------------
 
-    payload: TrainPayload = step.payload
-    cfg = build_config(payload, step_dir_of)
-    start = time.monotonic()
-    prepared = prepare(cfg, config_path=payload.matrix_path, output=work, cache_dir=cache_dir)
-    result = train(cfg, config_path=payload.matrix_path, prepared=prepared,
-                   provenance={**provenance, "train_step_key": step.key}, progress=progress)
-    shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
-    return {"steps": result.steps, "final_loss": result.losses[-1] if result.losses else None,
-            "resumed_from": result.resumed_from, "model": MODEL, "seconds": round(time.monotonic() - start, 3)}
+def _fingerprint_path(path: Path) -> str:
+    from contentid import directory_fingerprint, file_digest
+
+    return file_digest(path) if path.is_file() else directory_fingerprint(path)
+
+
+def _require_local_copy(source: str, matrix: Path, field_name: str, how: str) -> None:
+    """Registry sources with no hub copy (the synthetic set, BEIR-layout folders) fail at train time
+    without a local path: say so now, before anything runs."""
+    from trainers.data.registry import REGISTRY, BeirLoader
+
+    entry = REGISTRY[source]
+    if entry.loader is None:
+        raise InputError(matrix, field_name, "the synthetic source needs generated data and none is given",
+                         "list the mixture as sources: with {kind: generated, generate: <generate entry>} (or give "
+                         "a path to a generator's output)")
+    if isinstance(entry.loader, BeirLoader):
+        raise InputError(matrix, field_name, f"{entry.title} has no ready-made hub copy; training reads it from a local folder",
+                         f"prepare {entry.loader.how} and add '{how}', or leave the source out")
+
+
+@dataclass
+class PlannedMixture:
+    """A mixture as the train steps use it: canonical params (by content) and the trainer's DataSpec."""
+
+    params: dict[str, Any]  # what the key hashes: local sources by content, generated ones by step key
+    data: dict[str, Any]  # the trainer's DataSpec, paths absolute, generated sources naming their entry
+    inputs: list[Step]  # the generate steps it reads
+
+
+def plan_mixture(mix: MixtureSpec, where: str, loaded: LoadedMatrix, generated: dict[str, Step]) -> PlannedMixture:
+    """Validate one mixture against the trainer's schema and registry (bad input fails before anything runs)."""
+    from trainers.data.registry import REGISTRY, closest, get_preset
+    from trainers.data.spec import DataSpec
+    from trainers.errors import TrainInputError
+
+    src_path = loaded.path
+    data: dict[str, Any] = mix.model_dump(exclude={"name"}, exclude_none=True)
+    canon: dict[str, Any] = mix.model_dump(exclude={"name"}, exclude_none=True)
+    placeholder, inputs, canon_sources, data_sources = [], [], [], []
+    for j, src in enumerate(mix.sources or []):
+        f = f"{where}.sources[{j}]"
+        if not isinstance(src, dict) or "kind" not in src:
+            raise InputError(src_path, f, "a source needs 'kind:'", "use kind: generated | synthetic | beir | pairs | hub | registry")
+        if src["kind"] == "generated":
+            extra = set(src) - {"kind", "generate", "name", "instruction", "weight", "max_examples"}
+            if extra:
+                raise InputError(src_path, f"{f}.{sorted(extra)[0]}", "unknown field for a generated source",
+                                 "allowed: generate, name, instruction, weight, max_examples")
+            gen = src.get("generate")
+            if gen not in generated:
+                raise InputError(src_path, f"{f}.generate", f"names no generate entry ({gen!r})",
+                                 f"use one of: {', '.join(generated) or '(none: add a generate: entry to the matrix)'}")
+            inputs.append(generated[gen])
+            placeholder.append({k: v for k, v in src.items() if k != "generate"} | {"kind": "synthetic", "path": "<generated>"})
+            canon_sources.append({k: v for k, v in src.items() if k != "generate"} | {"generated": generated[gen].key})
+            data_sources.append(dict(src))
+            continue
+        if src["kind"] == "registry" and src.get("source") not in REGISTRY:
+            raise InputError(src_path, f"{f}.source", f"unknown training source {src.get('source')!r}",
+                             closest(str(src.get("source")), list(REGISTRY)))
+        if src["kind"] == "registry" and src.get("path") is None:
+            _require_local_copy(str(src["source"]), src_path, f"{f}.path", "path: <folder>")
+        canon_src, data_src = dict(src), dict(src)
+        for key in ("path", "data_files"):
+            value = src.get(key)
+            if value is None:
+                continue
+            prints, absolute = [], []
+            for item in ([value] if isinstance(value, str) else list(value)):
+                p = loaded.resolve(Path(str(item)))
+                if not p.exists():
+                    raise InputError(src_path, f"{f}.{key}", f"{p} does not exist", "fix the path (relative to the matrix file)")
+                prints.append(f"content:{_fingerprint_path(p)}")
+                absolute.append(str(p))
+            canon_src[key] = prints[0] if isinstance(value, str) else prints
+            data_src[key] = absolute[0] if isinstance(value, str) else absolute
+        placeholder.append(src)
+        canon_sources.append(canon_src)
+        data_sources.append(data_src)
+    raw = mix.model_dump(exclude={"name"}, exclude_none=True)
+    if mix.sources is not None:
+        raw["sources"] = placeholder
+    try:
+        DataSpec.model_validate(raw)
+    except ValidationError as exc:
+        from inputio import field_problem
+
+        fp = field_problem(exc, docs="docs/training-data.md")
+        raise InputError(src_path, f"{where}.{fp.field}" if fp.field else where, fp.problem,
+                         "see docs/training-data.md for the source kinds and their fields") from None
+    if mix.preset is not None:
+        try:
+            names = get_preset(mix.preset, where)
+        except TrainInputError as exc:
+            raise InputError(src_path, f"{where}.preset", exc.problem, exc.fix) from None
+        for name in names:
+            if name not in mix.paths:
+                _require_local_copy(name, src_path, f"{where}.paths.{name}", f"paths: {{{name}: <folder>}}")
+        for name, p in mix.paths.items():
+            resolved = loaded.resolve(Path(p))
+            if not resolved.exists():
+                raise InputError(src_path, f"{where}.paths.{name}", f"{resolved} does not exist", "fix the path (relative to the matrix file)")
+            canon["paths"][name] = f"content:{_fingerprint_path(resolved)}"
+            data["paths"][name] = str(resolved)
+    else:
+        canon["sources"] = canon_sources
+        data["sources"] = data_sources
+    return PlannedMixture(params=canon, data=data, inputs=inputs)
+
+
+class TrainKind:
+    name = TRAIN
+    code_version = "2"  # 2: content-keyed trainer identity; dense copies in the run-level cache
+    resumes = True
+
+    def plan(self, spec: TrainSpec, *, base_identity: str, mixture: PlannedMixture, field_name: str) -> Step:
+        """The train step of one matrix entry; the recipe is validated against the trainer's schema now."""
+        try:
+            cfg = build_config(spec, None, validate_only=True)
+        except ValidationError as exc:
+            raise recipe_error(spec.source, field_name, exc) from None
+        recipe_params = cfg.model_dump(mode="json", exclude=NOT_RECIPE)
+        inputs = list(dict.fromkeys([*mixture.inputs, *([spec.base_step] if spec.base_step else [])]))
+        return Step(kind=TRAIN, label=f"train {spec.name}", code_version=self.code_version, inputs=inputs, spec=spec,
+                    gpu=True, params={"recipe": recipe_params, "base": base_identity, "mixture": mixture.params})
+
+    @contextmanager
+    def session(self, steps: list[Step], ctx: RunContext) -> Iterator[StepRunner]:
+        def run(step: Step, work: Path) -> dict[str, Any]:
+            from trainers.train import discard_checkpoints, prepare, train
+
+            spec: TrainSpec = step.spec
+            cfg = build_config(spec, ctx.step_dir)
+            start = time.monotonic()
+            prepared = prepare(cfg, config_path=spec.source, output=work, cache_dir=ctx.caches.dense)
+            result = train(cfg, config_path=spec.source, prepared=prepared,
+                           provenance={**ctx.environment, "train_step_key": step.key}, progress=ctx.show_progress)
+            discard_checkpoints(work)
+            return {"steps": result.steps, "final_loss": result.losses[-1] if result.losses else None,
+                    "resumed_from": result.resumed_from, "model": MODEL, "seconds": round(time.monotonic() - start, 3)}
+
+        yield run
+
+    def after_commit(self, step: Step, step_dir: Path, ctx: RunContext) -> None:
+        return None
+
+    def progress(self, step: Step, work: Path) -> str | None:
+        from trainers.train import CHECKPOINTS
+
+        done = sorted(int(p.name.split("-")[1]) for p in (work / CHECKPOINTS).glob("step-*") if (p / "complete.json").is_file())
+        return f"resumes from its checkpoint at step {done[-1]}" if done else None
+
+    def caches(self, step: Step, ctx: RunContext) -> list[CacheUse]:
+        spec: TrainSpec = step.spec
+        gguf = spec.gguf_file or spec.base.endswith(".gguf") or (spec.base and Path(spec.base).is_dir()
+                                                                and any(Path(spec.base).glob("*.gguf")))
+        return [CacheUse("dense-gguf", ctx.caches.dense / "dense", "read-write")] if gguf else []
+
+    def estimate(self, step: Step, ctx: RunContext) -> Estimate:
+        return estimate_train(step)
+
+
+KIND = TrainKind()
+
+
+# --- estimate -------------------------------------------------------------------------------------
+
+def train_mfu(cfg: Any) -> tuple[float, str]:
+    """The MFU docs/benchmarks.md measured for the settings closest to this recipe's."""
+    if not cfg.compile:
+        key = "plain"
+    elif cfg.gradient_checkpointing:
+        key = "selective12" if cfg.uncheckpointed_layers >= 12 else "selective8" if cfg.uncheckpointed_layers >= 8 else "ckpt"
+    elif cfg.mini_batch_size:
+        key = "gradcache"
+    else:
+        key = "none"
+    return TRAIN_ANCHORS[key]
+
+
+def _positive_qrels(path: Path) -> int:
+    n = 0
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 3:
+                try:
+                    n += float(parts[-1]) > 0
+                except ValueError:  # the header line
+                    pass
+    return n
+
+
+def local_examples(path: Path, split: str = "train") -> int | None:
+    """Examples a local training source yields: BEIR = positive qrels of the split; JSONL = rows."""
+    from harness.evaluation.text_counts import count_lines
+
+    if path.is_dir():
+        qrels = path / "qrels" / f"{split}.tsv"
+        if qrels.is_file():
+            return _positive_qrels(qrels)
+        path = path / "examples.jsonl"
+    if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
+        return count_lines(path)[0]
+    return None
+
+
+def training_examples(spec: TrainSpec) -> tuple[int | None, bool, list[str]]:
+    """(examples, approximate?, notes) of the step's mixture (``generated`` sources by their request)."""
+    from trainers.data.registry import PRESETS, REGISTRY
+
+    from harness.steps.generate import generated_example_count
+
+    data = spec.data
+    if data.get("preset") is not None:
+        sources = [{"kind": "registry", "source": n, **({"path": data["paths"][n]} if n in data.get("paths", {}) else {})}
+                   for n in PRESETS[data["preset"]]]
+    else:
+        sources = list(data.get("sources") or [])
+    total, approx, notes = 0, False, []
+    for src in sources:
+        kind, n = src["kind"], None
+        name = src.get("name") or src.get("source") or src.get("generate") or src.get("dataset") or src.get("path")
+        if kind == "generated":
+            n = generated_example_count(spec.generated[src["generate"]])
+            notes.append(f"{name}: {n:,} requested (before rejects)")
+        elif kind in ("synthetic", "pairs", "beir") or (kind == "registry" and src.get("path")):
+            path = Path(src["path"])
+            n = local_examples(path, src.get("split", "train"))
+            if kind == "beir" or (n is not None and (path / "qrels").is_dir()):
+                notes.append(f"{name}: hard-negative mining over its corpus not counted")
+        elif kind == "registry":
+            n = round(REGISTRY[src["source"]].weight * REGISTRY_EXAMPLES_PER_WEIGHT)
+            approx = True
+        if n is not None and src.get("max_examples"):
+            n = min(n, int(src["max_examples"]))
+        elif n is None and src.get("max_examples"):
+            n, approx = int(src["max_examples"]), True
+            notes.append(f"{name}: size unknown offline, taken as its max_examples")
+        if n is None:
+            notes.append(f"{name}: size unknown offline")
+            return None, approx, notes
+        total += n
+    if approx:
+        notes.append("registry sources: weight × 1,000 examples (approx.)")
+    return total, approx, notes
+
+
+def base_params(spec: TrainSpec) -> tuple[float, str] | None:
+    """Parameters of the model a train step starts from (a trained base: its own base's)."""
+    from harness.evaluation.models.size import model_params
+
+    if spec.base_step is not None:
+        return base_params(spec.base_step.spec)
+    return model_params(spec.base, spec.source.parent, gguf_file=spec.gguf_file, revision=spec.revision)
+
+
+def estimate_train(step: Step) -> Estimate:
+    """Steps × batch × tokens at every text's max length (an upper bound), at the MFU measured on
+    one H200 for the recipe's settings: 4·N·tokens for LoRA (frozen base), 6·N·tokens for a full fine-tune."""
+    from trainers.engine import steps_for
+
+    spec: TrainSpec = step.spec
+    cfg = build_config(spec, None, validate_only=True)
+    examples, approx, notes = training_examples(spec)
+    if cfg.max_steps is not None:
+        steps = cfg.max_steps
+    elif examples is not None:
+        steps = steps_for(examples, cfg.batch_size, cfg.epochs or 1.0)
+    else:
+        return Estimate(summary=f"no estimate: {'; '.join(notes)} (set max_steps, or max_examples on the source)",
+                        gpu_hours=None, details={"examples": None})
+    per_example = cfg.query_max_length + (1 + cfg.hard_negatives) * cfg.passage_max_length
+    tokens = steps * cfg.batch_size * per_example
+    details: dict[str, Any] = {"examples": examples, "examples_approx": approx, "steps": steps, "batch_size": cfg.batch_size,
+                               "tokens_per_example_max": per_example, "tokens": tokens}
+    head = (f"{steps:,} steps{' (examples approx.)' if approx else ''} × {cfg.batch_size:,} examples × "
+            f"≤{per_example:,} tokens = {big(tokens)} tokens")
+    size = base_params(spec)
+    if size is None:
+        return Estimate(summary=f"{head}; no GPU estimate (base model size unknown offline)", gpu_hours=None,
+                        assumptions="; ".join(notes), details=details)
+    n, where = size
+    lora = cfg.lora is not None
+    factor = 4 if lora else 6
+    flops = factor * n * tokens
+    mfu, anchor = train_mfu(cfg)
+    fp32 = cfg.precision == "fp32"
+    hours = flops / (mfu * (PEAK_FP32 if fp32 else PEAK_BF16)) / 3600
+    details.update(params=n, flops=flops, mfu=mfu)
+    summary = (f"{head}; {factor}·N·tokens (N={big(n)}) = {flops:.3g} FLOP ≈ {gpu_time(hours)} "
+               f"at MFU {mfu:g}{' of the fp32 peak' if fp32 else ''}")
+    assumptions = "; ".join([
+        f"every text at its max length (upper bound); N from {where}",
+        f"{'LoRA: frozen base, no weight gradients' if lora else 'full fine-tune (the MFU anchors were measured with LoRA)'}",
+        f"MFU {mfu:g} = docs/benchmarks.md '{anchor}' on one {GPU}"
+        + (" (measured in bf16; fp32 taken at the 67 TFLOP/s fp32 peak)" if fp32 else ""),
+        *notes])
+    return Estimate(summary=summary, gpu_hours=hours, assumptions=assumptions, details=details)
+

@@ -11,6 +11,12 @@ Several ``harness run`` processes may share a run folder. A step is *claimed* wi
 holder dies (kill -9 included), so there is no stale-lock cleanup, and a second process waits for
 the first and then finds the step done instead of redoing or overwriting it.
 
+A finished step that another step *reads* (a generate step's examples while a train step mixes
+them, a train step's export while its model is evaluated) is held with a *shared* ``flock`` on the
+same lock file for as long as the reader runs. ``harness gc`` only removes what it can lock
+exclusively, so it never deletes an input under a reader, and a reader never needs a claim file of
+its own.
+
 Checking a step never re-hashes its outputs (training checkpoints are gigabytes): the manifest
 records each output's size, and "done" means the manifest is complete and every output exists with
 that size. The step *key* is what guarantees content: a finished step's inputs can never change
@@ -23,6 +29,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,19 +60,22 @@ class Manifest(BaseModel):
 
 
 class StepClaim:
-    """An exclusive, process-death-safe claim on one step (see the module docstring)."""
+    """A process-death-safe claim on one step (see the module docstring): exclusive for the writer
+    and for gc, shared for readers of a finished step."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shared: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._shared = shared
 
     def acquire(self, block: bool = True) -> bool:
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+            fcntl.flock(self._fd, (fcntl.LOCK_SH if self._shared else fcntl.LOCK_EX) | (0 if block else fcntl.LOCK_NB))
         except BlockingIOError:
             return False
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
+        if not self._shared:  # who holds it, for a human looking at a stuck run (readers leave it alone)
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         return True
 
     def release(self) -> None:
@@ -130,6 +140,25 @@ class ArtifactStore:
             yield
         finally:
             claim.release()
+
+    @contextmanager
+    def reading(self, steps: list[tuple[str, str]]) -> Iterator[None]:
+        """Hold a shared claim on each finished input ``(kind, key)`` while the caller reads it.
+
+        Blocks while a writer or gc holds the step exclusively: gc renames a step away under its
+        exclusive claim, so after waiting the reader must check that the step is still done (the
+        executor does, through :meth:`manifest`).
+        """
+        claims = []
+        try:
+            for kind, key in steps:
+                claim = StepClaim(self.lock_path(kind, key), shared=True)
+                claim.acquire(block=True)
+                claims.append(claim)
+            yield
+        finally:
+            for claim in claims:
+                claim.release()
 
     def commit(self, kind: str, key: str, *, label: str, code_version: str, params: dict[str, Any],
                inputs: dict[str, str], summary: dict[str, Any], seconds: float) -> Manifest:
