@@ -25,18 +25,22 @@ def check_output_dir(output: Path, option: str, source: Path | None = None) -> N
 
 
 def check_cache_dir(loaded: LoadedMatrix) -> None:
-    """``cache_dir:`` (or ``HARNESS_CACHE_DIR``) must be a folder or creatable as one."""
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    if env:
-        where, source, path = "HARNESS_CACHE_DIR", None, Path(env).expanduser()
-    elif loaded.matrix.cache_dir is not None:
-        where, source, path = "cache_dir", loaded.path, loaded.resolve(loaded.matrix.cache_dir)
-    else:
-        return
-    problem = directory_target_problem(path)
-    if problem:
-        raise InputError(source, where, f"cache folder {path} {problem}",
-                         "point it at a folder (it is created if missing); the cache file inside is embeddings.sqlite")
+    """``cache_dir:`` / ``HARNESS_CACHE_DIR`` (embeddings) and ``llm_cache:`` / ``HARNESS_LLM_CACHE``
+    (LLM responses) must be folders or creatable as ones."""
+    for env_name, field_name, value, inside in (
+            ("HARNESS_CACHE_DIR", "cache_dir", loaded.matrix.cache_dir, "the cache file inside is embeddings.sqlite"),
+            ("HARNESS_LLM_CACHE", "llm_cache", loaded.matrix.llm_cache, "one file per LLM response is kept inside")):
+        env = os.environ.get(env_name)
+        if env:
+            where, source, path = env_name, None, Path(env).expanduser()
+        elif value is not None:
+            where, source, path = field_name, loaded.path, loaded.resolve(value)
+        else:
+            continue
+        problem = directory_target_problem(path)
+        if problem:
+            raise InputError(source, where, f"cache folder {path} {problem}",
+                             f"point it at a folder (it is created if missing); {inside}")
 
 
 def check_api_keys(loaded: LoadedMatrix) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from harness.steps.context import RunContext
@@ -34,21 +34,24 @@ def canonical_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
 
 
+SpecT = TypeVar("SpecT")
+
+
 @dataclass(eq=False)
-class Step:
+class Step(Generic[SpecT]):
     """One node of the DAG. ``params`` is exactly what the key hashes; ``spec`` is what ``run`` gets.
 
-    ``spec`` is the kind's own typed, validated object (a generation config, a train payload, an
-    evaluation cell): built once at plan time from the same input as ``params``, so what runs is
-    what was keyed.
+    ``spec`` is the kind's own typed, validated object (``GenerateSpec``, ``TrainSpec``, an
+    evaluation ``Cell``): built once at plan time from the same input as ``params``, so what runs
+    is what was keyed.
     """
 
     kind: str
     label: str  # what the user reads: "train smollm2-synthetic", "evaluate minilm × SciFact"
     params: dict[str, Any]
-    inputs: list["Step"]
+    inputs: list["Step[Any]"]
     code_version: str
-    spec: Any = field(default=None, repr=False)  # the kind's spec type (see each kind's module)
+    spec: SpecT = field(default=None, repr=False)  # type: ignore[assignment]
     gpu: bool = False  # wants an accelerator (one per GPU step on a cluster)
     group: str | None = None  # steps of one group run in one unit (evaluation: one loaded model)
     key: str = field(init=False)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atomicio import atomic_write_bytes
 from harness.evaluation.embedding_cache import EmbeddingCache
@@ -37,6 +37,9 @@ from harness.schema import ModelSpec
 from harness.steps.base import EVALUATE, CacheUse, Estimate, Step
 from harness.steps.context import RunContext
 from harness.steps.quantities import PEAK_BF16, PEAK_FP32, big, gpu_time
+
+if TYPE_CHECKING:
+    from harness.steps.train import TrainSpec
 
 RESULTS = "results"  # inside the step directory
 CHARS_PER_TOKEN = 4.0
@@ -57,7 +60,7 @@ class ModelPlan:
     backend_reason: str
     source: Path  # the matrix file (messages; relative references were resolved at plan time)
     resolved: ResolvedModel | None = None
-    train: Step | None = None
+    train: Step[TrainSpec] | None = None
 
     @property
     def revision(self) -> str:
@@ -242,7 +245,7 @@ class EvaluateKind:
     code_version = "1"  # bump when evaluation code changes what a result means
     resumes = False
 
-    def plan(self, cell: Cell) -> Step:
+    def plan(self, cell: Cell) -> Step[Cell]:
         mp, rt = cell.model, cell.task
         instr = rt.spec.instruction
         params = {

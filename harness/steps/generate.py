@@ -41,7 +41,7 @@ class GenerateKind:
     code_version = "2"  # 2: keyed by content identity; responses in the run-level cache
     resumes = True
 
-    def plan(self, name: str, config_path: Path, matrix_path: Path, field: str) -> Step:
+    def plan(self, name: str, config_path: Path, matrix_path: Path, field: str) -> Step[GenerateSpec]:
         """Validate the generation config now (bad input fails before anything runs) and key it."""
         from generators.config import load_config
         from generators.errors import GeneratorInputError
@@ -102,7 +102,7 @@ def examples_path(step_dir: Path) -> Path:
     return step_dir / OUTPUT
 
 
-def generated_example_count(step: Step) -> int:
+def generated_example_count(step: Step[GenerateSpec]) -> int:
     """How many examples a generate step asks for (before rejects): what a train estimate counts."""
     spec: GenerateSpec = step.spec
     return sum(t.count for t in spec.config.tasks.values())

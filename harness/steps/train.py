@@ -29,6 +29,7 @@ from harness.errors import InputError
 from harness.schema import LoadedMatrix, MixtureSpec
 from harness.steps.base import TRAIN, CacheUse, Estimate, Step, StepRunner
 from harness.steps.context import RunContext
+from harness.steps.generate import GenerateSpec
 from harness.steps.quantities import GPU, PEAK_BF16, PEAK_FP32, big, gpu_time
 
 MODEL = "model"  # the exported sentence-transformers directory inside the step directory
@@ -56,8 +57,8 @@ class TrainSpec:
     base: str  # a model reference, or "" when the base is another train step's output
     gguf_file: str | None
     data: dict[str, Any]  # a trainer DataSpec; ``generated`` sources still name their step
-    generated: dict[str, Step] = field(default_factory=dict)  # generate name -> step
-    base_step: Step | None = None
+    generated: dict[str, Step[GenerateSpec]] = field(default_factory=dict)  # generate name -> step
+    base_step: Step[TrainSpec] | None = None
     revision: str | None = None  # a hub base's resolved commit: the trainer loads exactly what the key names
 
 
@@ -127,7 +128,7 @@ class PlannedMixture:
 
     params: dict[str, Any]  # what the key hashes: local sources by content, generated ones by step key
     data: dict[str, Any]  # the trainer's DataSpec, paths absolute, generated sources naming their entry
-    inputs: list[Step]  # the generate steps it reads
+    inputs: list[Step[GenerateSpec]]  # the generate steps it reads
 
 
 def plan_mixture(mix: MixtureSpec, where: str, loaded: LoadedMatrix, generated: dict[str, Step]) -> PlannedMixture:
@@ -216,7 +217,7 @@ class TrainKind:
     code_version = "2"  # 2: content-keyed trainer identity; dense copies in the run-level cache
     resumes = True
 
-    def plan(self, spec: TrainSpec, *, base_identity: str, mixture: PlannedMixture, field_name: str) -> Step:
+    def plan(self, spec: TrainSpec, *, base_identity: str, mixture: PlannedMixture, field_name: str) -> Step[TrainSpec]:
         """The train step of one matrix entry; the recipe is validated against the trainer's schema now."""
         try:
             cfg = build_config(spec, None, validate_only=True)
@@ -358,7 +359,7 @@ def base_params(spec: TrainSpec) -> tuple[float, str] | None:
     return model_params(spec.base, spec.source.parent, gguf_file=spec.gguf_file, revision=spec.revision)
 
 
-def estimate_train(step: Step) -> Estimate:
+def estimate_train(step: Step[TrainSpec]) -> Estimate:
     """Steps × batch × tokens at every text's max length (an upper bound), at the MFU measured on
     one H200 for the recipe's settings: 4·N·tokens for LoRA (frozen base), 6·N·tokens for a full fine-tune."""
     from trainers.engine import steps_for
