@@ -183,7 +183,9 @@ def run_evaluate(step: Step, work: Path, session: ModelSession, *, environment: 
         "model": {"name": mp.spec.name, "reference": mp.spec.model or f"train step {mp.train.key}",  # type: ignore[union-attr]
                   "revision": mp.revision, "fingerprint": embedder.fingerprint, "encode": embedder.describe(),
                   "content": mp.content, "backend": mp.resolved.decision.to_json(),  # type: ignore[union-attr]
-                  **({"train_step": mp.train.key} if mp.train is not None else {})},
+                  # the base entry (or reference) it was trained from: how a report pairs it with its base
+                  **({"train_step": mp.train.key, "trained_from": mp.spec.train.base}  # type: ignore[union-attr]
+                     if mp.train is not None else {})},
         "instructions": {"mode": session.policy.mode, "prefixes": sorted(encoder.prefixes_seen)},  # type: ignore[union-attr]
         "task": {"name": rt.name, "type": rt.task_type, "subsets": rt.subsets, "splits": rt.splits,
                  "data": str(rt.data_dir) if rt.data_dir else "hub", "data_fingerprint": rt.data_fingerprint(),
