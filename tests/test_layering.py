@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS = ["cli", "pipeline", "steps", "evaluation"]  # top to bottom
-LEAVES = {"schema", "errors", "provenance", "quiet", "examples"}
+LEAVES = {"schema", "errors", "provenance", "third_party_output", "examples"}
 
 
 def _layer(module: str) -> str | None:

@@ -161,7 +161,7 @@ def run_unit_task(matrix: str, output: str, uid: str, device: str | None, cache_
     from harness.pipeline.execute import RunContext, execute_unit
     from harness.pipeline.planner import build_plan
     from harness.provenance import environment
-    from harness.quiet import progress_bars_hidden
+    from harness.third_party_output import progress_bars_hidden
     from harness.schema import load_matrix
 
     warnings.filterwarnings("ignore")
