@@ -208,7 +208,8 @@ def remove_stale_temporaries(directory: Path) -> int:
         return 0
     now = time.time()
     this_host = _host_label(socket.gethostname())
-    candidates = sorted({*directory.rglob(".*.tmp"), *directory.rglob(".*.tmp-*")}, key=lambda p: len(p.parts))
+    candidates = sorted((p for p in directory.rglob(".*") if p.name.endswith(".tmp") or ".tmp-" in p.name),
+                        key=lambda p: len(p.parts))  # one walk; outer temporaries first
     gone: list[Path] = []
     for tmp in candidates:
         if any(tmp.is_relative_to(g) for g in gone):
