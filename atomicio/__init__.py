@@ -19,6 +19,8 @@ import json
 import math
 import os
 import re
+import shutil
+import socket
 import stat
 import tempfile
 import time
@@ -68,9 +70,10 @@ def atomic_open(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     final_mode = _target_mode(path)
-    # The writer's pid is in the name so that start-up cleanup can tell a dead writer's leftover
-    # from a temporary another live run is writing right now (see remove_stale_temporaries).
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    # The writer's pid and host are in the name so that start-up cleanup can tell a dead writer's
+    # leftover from a temporary another live run, here or on another host, is writing right now
+    # (see remove_stale_temporaries).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{writer_tag()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
@@ -121,8 +124,32 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, text + "\n")
 
 
-_WRITER_PID = re.compile(r"\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
-LEGACY_TMP_AGE_S = 3600.0  # a temporary without a writer pid is stale once this old
+def _host_label(host: str) -> str:
+    """A hostname as it appears in a temporary's name: only ``[A-Za-z0-9-]`` (dots become ``-``), so the
+    name parses back unambiguously whatever the file's own name holds."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", host) or "unknown-host"
+
+
+def writer_tag() -> str:
+    """``PID@HOST``: who is writing a temporary, put in its name (files and directories alike)."""
+    return f"{os.getpid()}@{_host_label(socket.gethostname())}"
+
+
+# .NAME.PID@HOST.RANDOM.tmp (atomic_open) and .NAME.tmp-PID@HOST.RANDOM (atomic_directory).
+_TAGGED_FILE = re.compile(r"\.(\d+)@([A-Za-z0-9-]+)\.[A-Za-z0-9_]+\.tmp$")
+_TAGGED_DIR = re.compile(r"^\..+\.tmp-(\d+)@([A-Za-z0-9-]+)\.[A-Za-z0-9_]+$")
+# Older writers: .NAME.PID.RANDOM.tmp (pid, no host) and .NAME.RANDOM.tmp (neither).
+_LEGACY_PID_FILE = re.compile(r"\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+LEGACY_TMP_AGE_S = 3600.0
+"""A file temporary without a writer pid is stale once this old (its writer cannot be asked)."""
+OTHER_HOST_TMP_AGE_S = 24 * 3600.0
+"""Another host's temporary is stale once nothing in it changed for this long.
+
+Its writer's pid cannot be checked from here (pids are per host), so age is the only evidence, and
+deleting a live writer's temporary loses its work: the threshold is a day, far longer than any
+single file or model export takes to write, at the cost of a dead remote writer's leftovers
+staying that long. Temporaries of this host are removed as soon as their writer is dead."""
 
 
 def _writer_alive(pid: int) -> bool:
@@ -137,27 +164,64 @@ def _writer_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory: Path) -> int:
-    """Delete ``.*.tmp`` leftovers of writers killed mid-write; returns how many were removed.
+def _newest_mtime(path: Path) -> float:
+    """When anything under ``path`` last changed: a directory's own mtime misses writes into its files."""
+    newest = path.stat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for child in path.rglob("*"):
+            try:
+                newest = max(newest, child.lstat().st_mtime)
+            except OSError:
+                pass
+    return newest
 
-    Only a dead writer's temporaries go: another run writing into the same folder right now keeps
-    its own (its pid, in the name, is alive). A temporary without a pid (older writers) is removed
-    once it is older than ``LEGACY_TMP_AGE_S``. Pids are per host: runs sharing a folder across
-    machines would keep each other's leftovers, never delete live ones.
+
+def _is_stale(tmp: Path, now: float, this_host: str) -> bool | None:
+    """True: a dead writer's leftover; False: possibly live, keep it; None: not a temporary of ours."""
+    tagged = (_TAGGED_DIR.match(tmp.name) if tmp.is_dir() else _TAGGED_FILE.search(tmp.name))
+    if tagged is not None:
+        pid, host = int(tagged.group(1)), tagged.group(2)
+        if host == this_host:
+            return not _writer_alive(pid)
+        return now - _newest_mtime(tmp) >= OTHER_HOST_TMP_AGE_S
+    if tmp.is_dir() or not tmp.name.endswith(".tmp"):
+        return None  # legacy directory temporaries (.NAME.tmp-RANDOM) name no writer: left alone, as before
+    legacy = _LEGACY_PID_FILE.search(tmp.name)
+    if legacy is not None:  # written before names carried the host: checked here, as then
+        return not _writer_alive(int(legacy.group(1)))
+    return now - tmp.stat().st_mtime >= LEGACY_TMP_AGE_S
+
+
+def remove_stale_temporaries(directory: Path) -> int:
+    """Delete the leftovers of writers killed mid-write under ``directory``; returns how many were removed.
+
+    A temporary's name says who writes it (``PID@HOST``, see :func:`writer_tag`): this host's go once
+    their writer is dead, while another run writing into the same folder right now keeps its own.
+    Another host's pid means nothing here (on a shared filesystem it may be a live writer there, or
+    an unrelated process here), so another host's temporaries go only once unchanged for
+    ``OTHER_HOST_TMP_AGE_S``. Names from older writers: a file with a pid (``.NAME.PID.RANDOM.tmp``)
+    goes when that pid is dead here, one without a pid once older than ``LEGACY_TMP_AGE_S``, and a
+    directory without one (``.NAME.tmp-RANDOM``) is left alone.
     """
     removed = 0
     if not directory.exists():
         return 0
     now = time.time()
-    for tmp in directory.rglob(".*.tmp"):
-        m = _WRITER_PID.search(tmp.name)
+    this_host = _host_label(socket.gethostname())
+    candidates = sorted((p for p in directory.rglob(".*") if p.name.endswith(".tmp") or ".tmp-" in p.name),
+                        key=lambda p: len(p.parts))  # one walk; outer temporaries first
+    gone: list[Path] = []
+    for tmp in candidates:
+        if any(tmp.is_relative_to(g) for g in gone):
+            continue  # inside a temporary directory already removed
         try:
-            if m is not None:
-                if _writer_alive(int(m.group(1))):
-                    continue
-            elif now - tmp.stat().st_mtime < LEGACY_TMP_AGE_S:
+            if not _is_stale(tmp, now, this_host):
                 continue
-            tmp.unlink()
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+            gone.append(tmp)
             removed += 1
         except OSError:
             pass
@@ -202,8 +266,6 @@ def publish_directory(tmp: Path, final: Path) -> None:
     A directory rename is atomic, but not over a non-empty directory, so an existing ``final`` is
     first moved aside (readers see the old directory or the new one, never a mixture), then removed.
     """
-    import shutil
-
     if final.exists():
         old = final.parent / f".{final.name}.old-{os.getpid()}"
         os.replace(final, old)
@@ -216,8 +278,6 @@ def publish_directory(tmp: Path, final: Path) -> None:
 def discard(path: Path, aside: Path) -> None:
     """Remove a file or directory so that no reader ever sees part of it: rename it to ``aside`` (a
     name no reader looks at), then delete. A kill between the two leaves only ``aside`` behind."""
-    import shutil
-
     if path != aside:
         os.replace(path, aside)
     if aside.is_dir() and not aside.is_symlink():
@@ -231,12 +291,11 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     """Build a directory under a temporary name beside ``path`` and publish it when the block succeeds.
 
     For multi-file outputs (a model export, a converted checkpoint): a killed writer leaves only a
-    ``.NAME.tmp-*`` directory, which readers ignore and the next run may delete, never half a model.
+    ``.NAME.tmp-PID@HOST.*`` directory, which readers ignore and :func:`remove_stale_temporaries`
+    deletes once its writer is dead, never half a model.
     """
-    import shutil
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{writer_tag()}."))
     try:
         yield tmp
         publish_directory(tmp, path)

@@ -12,13 +12,12 @@ of a silently ignored setting that costs a day of compute.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inputio import read_yaml_mapping
+from inputio import field_problem, read_yaml_mapping
 from harness.errors import InputError
 
 ModelKind = Literal["auto", "sentence-transformers", "decoder", "openai"]
@@ -247,22 +246,6 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _explain(err: dict[str, Any], raw: Any) -> tuple[str, str, str]:
-    loc = tuple(err.get("loc", ()))
-    field = _field_path(loc, raw) or "<top level>"
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        allowed = _allowed_fields(loc)
-        bad = str(loc[-1])
-        close = difflib.get_close_matches(bad, allowed, n=1)
-        fix = f"rename it to {close[0]!r}" if close else f"remove it; allowed fields here: {', '.join(allowed)}"
-        return field, f"unknown field {bad!r}", fix
-    if kind == "missing":
-        return field, "required field is missing", f"add '{loc[-1]}:' to this entry"
-    msg = err.get("msg", "invalid value")
-    return field, msg, "change the value as the message says (see README 'Matrix reference')"
-
-
 def load_matrix(path: str | Path) -> LoadedMatrix:
     """Read and validate a matrix file; any problem raises one :class:`InputError`."""
     path = Path(path).expanduser().resolve()
@@ -272,9 +255,6 @@ def load_matrix(path: str | Path) -> LoadedMatrix:
     try:
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:
-        field, problem, fix = _explain(exc.errors()[0], raw)
-        more = len(exc.errors()) - 1
-        if more:
-            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise InputError(path, field, problem, fix) from None
+        fp = field_problem(exc, allowed=_allowed_fields, docs="README 'Matrix reference'")
+        raise InputError(path, _field_path(fp.loc, raw) or "<top level>", fp.problem, fp.fix) from None
     return LoadedMatrix(matrix=matrix, path=path)

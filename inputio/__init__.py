@@ -115,43 +115,66 @@ def iter_json_objects(path: Path, error: LineErrorFactory, *, context: str = "",
 class FieldProblem:
     """The first error of a pydantic ``ValidationError``, said the way a user needs it.
 
-    ``field``: the dotted path (``backend.concurrency``, ``tasks.0.name``), or None at the top level;
-    ``problem``: what is wrong (with "(and N more problem(s))" when there are more);
-    ``fix``: the generic fix for the error's kind — callers that know better (a closest field name,
-    a docs page) pass ``fix_unknown`` / ``fix_other`` or replace it.
+    ``loc``/``field``: where (``("backend", "concurrency")`` / ``backend.concurrency``), or None at
+    the top level; ``kind``: pydantic's error type; ``input``: the offending value; ``message``: the
+    error's own words (``Value error, `` and the final period removed); ``more``: how many other
+    fields are wrong too; ``problem``: what is wrong, for the message (the unknown field's name, or
+    "required field is missing", or ``message``; with "(and N more problem(s))" when ``more``);
+    ``fix``: the generic fix for the error's kind. Callers that know better pass ``allowed`` (the
+    valid field names at the error's place, or a function of ``loc`` returning them, for "did you
+    mean") and ``docs`` (a page the fix points to), or compose their own wording from the parts.
+
+    ``loc_depth`` keeps only the first N parts of the location: a union's failing branch appears in
+    pydantic's location (``label.int``), which is no field of the user's file. Errors at the same
+    (kept) location count as one problem, so a value that fits no branch of a union is one problem,
+    not one per branch.
 
     Every package read its configs and rows through its own copy of this translation; one copy
     keeps the wording (and the "unknown field -> did you mean" rule) the same everywhere.
     """
 
-    def __init__(self, exc: Any, *, allowed: list[str] | None = None, docs: str | None = None,
-                 skip_loc: frozenset[str] = frozenset()) -> None:
+    def __init__(self, exc: Any, *, allowed: "list[str] | Callable[[tuple[Any, ...]], list[str]] | None" = None,
+                 docs: str | None = None, skip_loc: frozenset[str] = frozenset(),
+                 loc_depth: int | None = None) -> None:
         import difflib
+
+        def where(error: dict[str, Any]) -> tuple[Any, ...]:
+            loc = [p for p in error.get("loc", ()) if not (isinstance(p, str) and p in skip_loc)]
+            return tuple(loc[:loc_depth] if loc_depth is not None else loc)
 
         errors = exc.errors()
         first = errors[0]
-        loc = [p for p in first.get("loc", ()) if not (isinstance(p, str) and p in skip_loc)]
-        self.loc = tuple(loc)
+        self.loc = where(first)
+        loc = self.loc
         self.kind = str(first.get("type", ""))
         self.field: str | None = ".".join(str(p) for p in loc) or None
         self.input = first.get("input")
+        self.message = str(first.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
+        self.more = len({where(e) for e in errors} - {loc})
         see = f" (see {docs})" if docs else ""
         if self.kind == "extra_forbidden":
             bad = str(loc[-1]) if loc else ""
-            close = difflib.get_close_matches(bad, allowed or [], n=1)
-            self.problem = "unknown field"
+            names = allowed(loc) if callable(allowed) else (allowed or [])
+            close = difflib.get_close_matches(bad, names, n=1)
+            self.problem = f"unknown field {bad!r}"
             self.fix = (f"rename it to {close[0]!r}" if close else
-                        f"remove it; allowed fields here: {', '.join(allowed)}" if allowed else f"remove it{see}")
+                        f"remove it; allowed fields here: {', '.join(names)}" if names else f"remove it{see}")
         elif self.kind == "missing":
             self.problem = "required field is missing"
-            self.fix = f"add '{loc[-1]}:'" if loc else f"add the missing field{see}"
+            self.fix = (f"add '{loc[-1]}:'" + (" to this entry" if len(loc) > 1 else "")) if loc else f"add the missing field{see}"
         else:
-            self.problem = str(first.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
-            self.fix = f"give a value of the right type and range{see}"
-        if len(errors) > 1:
-            self.problem += f" (and {len(errors) - 1} more problem(s))"
+            self.problem = self.message
+            self.fix = (f"change the value as the message says{see}" if self.kind in ("value_error", "assertion_error")
+                        else f"give a value of the right type and range{see}")
+        self.problem = self.and_more(self.problem)
+
+    def and_more(self, problem: str) -> str:
+        """``problem`` (a caller's own wording of the first error) with "(and N more problem(s))" when there are more."""
+        return problem + (f" (and {self.more} more problem{'s' if self.more > 1 else ''})" if self.more else "")
 
 
-def field_problem(exc: Any, **kw: Any) -> FieldProblem:
+def field_problem(exc: Any, *, allowed: "list[str] | Callable[[tuple[Any, ...]], list[str]] | None" = None,
+                  docs: str | None = None, skip_loc: frozenset[str] = frozenset(),
+                  loc_depth: int | None = None) -> FieldProblem:
     """See :class:`FieldProblem`; the one translation of a pydantic ``ValidationError``."""
-    return FieldProblem(exc, **kw)
+    return FieldProblem(exc, allowed=allowed, docs=docs, skip_loc=skip_loc, loc_depth=loc_depth)

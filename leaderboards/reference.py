@@ -19,8 +19,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from inputio import field_problem
 from leaderboards.errors import LeaderboardInputError
-from leaderboards.schemas import REFERENCE_FORMAT, ReferenceHeader, ReferenceRecord, validation_problem
+from leaderboards.schemas import REFERENCE_FORMAT, ReferenceHeader, ReferenceRecord
 from leaderboards.scores import ModelResults, ScoreKey, TaskSource
 
 REFERENCE_FILENAME = "reference_scores.jsonl.gz"
@@ -89,8 +90,8 @@ def load_reference_file(path: Path) -> ReferenceData:
                     continue
                 record = ReferenceRecord.model_validate(raw)
             except ValidationError as exc:
-                field, problem = validation_problem(exc)
-                raise _fail(path, lineno, f"{field}: {problem}") from exc
+                fp = field_problem(exc)
+                raise _fail(path, lineno, f"{fp.field or '<top level>'}: {fp.problem}") from exc
             _add_record(models, record, path)
             revision_counts.setdefault(record.model, Counter())[record.revision] += len(record.scores)
     if header is None:

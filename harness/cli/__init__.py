@@ -18,7 +18,7 @@ from inputio import InputProblem
 
 def full_app() -> typer.Typer:
     """The app with every command registered (each module registers its commands on import)."""
-    from harness.cli import libraries, matrix, train  # noqa: F401
+    from harness.cli import library_commands, matrix, train  # noqa: F401
 
     return app
 

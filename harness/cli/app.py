@@ -21,14 +21,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark ha
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _quiet_environment() -> None:
+def _prepare_environment() -> None:
+    """What every command sets up before it imports a library: mteb's cache under the harness's own
+    folder (``import mteb`` creates one), tokenizers without fork warnings, warnings and log levels
+    for a readable terminal, and each mteb "superseded" warning once per command."""
     os.environ.setdefault("MTEB_CACHE", str(Path.home() / ".cache" / "harness" / "mteb"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import warnings
 
     warnings.filterwarnings("ignore")
-    from harness.quiet import warn_superseded_once
+    from harness.third_party_output import warn_superseded_once
 
     warn_superseded_once()
     try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from harness.cli.app import (EXIT_FAILED, EXIT_OK, ExampleOpt, FileArg, OutputOpt, _bad_input, _matrix_path,
-                             _quiet_environment, app)
+                             _prepare_environment, app)
 from harness.errors import InputError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def _load_plan(file: Optional[Path], example: Optional[str], output: Optional[Pa
 @app.command()
 def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
     """Check a matrix offline: schema, mixtures, train entries, task names, subsets and every data file."""
-    _quiet_environment()
+    _prepare_environment()
     try:
         plan = _load_plan(file, example)
     except InputError as exc:
@@ -54,7 +54,7 @@ def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
 def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Show the step DAG and the bill: each step cached, resumable or to run, and what it will cost."""
-    _quiet_environment()
+    _prepare_environment()
     from harness.pipeline.bill import bill, describe, describe_total
 
     try:
@@ -90,7 +90,7 @@ def _mib(size: int) -> str:
 def gc(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
        delete: Annotated[bool, typer.Option("--delete", help="Remove what is listed (default: only list).")] = False) -> None:
     """List (or --delete) finished steps and work directories that the matrix as it is now no longer needs."""
-    _quiet_environment()
+    _prepare_environment()
     from harness.pipeline.gc import delete as remove
     from harness.pipeline.gc import find_garbage
     from harness.steps.store import ArtifactStore
@@ -128,7 +128,7 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
         jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Local executor: independent units run at once.")] = 1,
         no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")] = False) -> None:
     """Run a matrix: every missing generate, train and evaluate step; finished steps are reused."""
-    _quiet_environment()
+    _prepare_environment()
     from harness.pipeline.preflight import check_device, check_executor
 
     try:
@@ -139,7 +139,7 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
         _bad_input(exc)
     _echo_data_notes(p)
     _echo_plan_notes(p)
-    from harness.quiet import progress_bars_hidden
+    from harness.third_party_output import progress_bars_hidden
 
     with progress_bars_hidden(no_progress):
         if executor == "ray":
@@ -182,7 +182,7 @@ def _echo_outcomes(report: Any) -> None:
 def ls(what: Annotated[str, typer.Argument(help="tasks | examples | baselines")] = "tasks",
        task_type: Annotated[Optional[str], typer.Option("--type", help="Filter tasks by mteb type (any case, e.g. retrieval).")] = None) -> None:
     """List mteb task names (type, main score, splits; superseded tasks marked), shipped examples, or reference baselines."""
-    _quiet_environment()
+    _prepare_environment()
     if what == "examples":
         from harness.examples import example_names
 

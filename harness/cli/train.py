@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.app import EXIT_BAD_INPUT, _quiet_environment, app
+from harness.cli.app import EXIT_BAD_INPUT, _prepare_environment, app
 
 
 @app.command()
@@ -22,9 +22,9 @@ def train(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No per-step log lines.")] = False,
 ) -> None:
     """LoRA/contrastive training with the E5 recipe; writes a sentence-transformers model directory."""
-    _quiet_environment()
+    _prepare_environment()
     from harness.provenance import environment
-    from harness.quiet import progress_bars_hidden
+    from harness.third_party_output import progress_bars_hidden
     from trainers.config import load_train_config
     from trainers.errors import TrainInputError
     from trainers.train import prepare

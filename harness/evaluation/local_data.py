@@ -3,7 +3,7 @@
 mteb 2.x only loads data from the hub. These readers fill an mteb task's ``dataset`` attribute
 in the exact shape its own loader would, so metadata, splits, main score and the evaluator stay
 mteb's: only where the bytes come from changes. Every malformed line (bad JSON, a missing field, a
-field of the wrong type, a duplicate id; see :mod:`harness.evaluation.data_rows`) raises an
+field of the wrong type, a blank text, a duplicate id; see :mod:`harness.evaluation.data_rows`) raises an
 :class:`InputError` naming the file and line, because a silently skipped qrels line changes a
 score without anyone noticing.
 
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.evaluation.data_rows import BitextRow, ClassificationRow, CorpusRow, QueryRow, STSRow, describe_fields, field_kind
 from harness.errors import InputError
-from inputio import iter_json_objects
+from inputio import field_problem, iter_json_objects
 
 RowT = TypeVar("RowT", bound=BaseModel)
 
@@ -56,19 +56,15 @@ def iter_jsonl(path: Path, row_model: type[RowT]) -> Iterator[tuple[int, RowT]]:
 
 
 def _row_error(path: Path, lineno: int, exc: ValidationError, row_model: type[BaseModel]) -> InputError:
-    err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else "<line>"  # a union's branch ("label.int") is not the user's field
-    if err["type"] == "missing":
+    fp = field_problem(exc, loc_depth=1)  # a union's branch ("label.int") is not the user's field
+    field = fp.field or "<line>"
+    if fp.kind == "missing":
         problem = f"field {field!r} is missing"
     else:
-        got = err.get("input")
-        shown = "null" if got is None else json.dumps(got, ensure_ascii=False)[:60]
-        if err["type"] in ("value_error", "string_too_short"):
-            why = err["msg"].removeprefix("Value error, ")
-        else:
-            why = f"expected {field_kind(row_model, field)}"  # type: ignore[arg-type]
+        shown = "null" if fp.input is None else json.dumps(fp.input, ensure_ascii=False)[:60]
+        why = fp.message if fp.kind in ("value_error", "string_too_short") else f"expected {field_kind(row_model, field)}"  # type: ignore[arg-type]
         problem = f"field {field!r} is {shown}: {why}"
-    return InputError(path, f"line {lineno}", problem, f"every line needs {describe_fields(row_model)}")  # type: ignore[arg-type]
+    return InputError(path, f"line {lineno}", fp.and_more(problem), f"every line needs {describe_fields(row_model)}")  # type: ignore[arg-type]
 
 
 def read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], int]]:

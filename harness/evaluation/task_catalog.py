@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from harness.errors import InputError
+from harness.evaluation.task_registry import registered_tasks
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,7 @@ def all_tasks() -> tuple[TaskListing, ...]:
 
     mteb's registry is fixed for a process and cached; the harness's own registry is read each time,
     since a task may be registered after the first call."""
-    from harness.evaluation.tasks import _registry
-
-    out = {cls.metadata.name: _listing(cls.metadata) for cls in _registry().values()}  # type: ignore[attr-defined]
+    out = {cls.metadata.name: _listing(cls.metadata) for cls in registered_tasks().values()}  # type: ignore[attr-defined]
     for listing in _mteb_tasks():
         out.setdefault(listing.name, listing)
     return tuple(sorted(out.values(), key=lambda t: t.name))

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.evaluation import local_data
+from harness.evaluation.task_catalog import suggest
+from harness.evaluation.task_registry import get_task
 from harness.schema import LoadedMatrix, TaskSpec
 from harness.errors import InputError
 
@@ -74,46 +76,6 @@ class ResolvedTask:
         return state
 
 
-TASK_REGISTRY: dict[str, type] = {}
-"""Task classes known to the harness beyond mteb's registry (the smoke set, user-defined tasks).
-
-Each entry is an mteb task class (subclass of an mteb ``AbsTask*``) so it is evaluated by mteb's
-own evaluator; ``register_task`` is the one way to add one."""
-
-
-def register_task(cls: type) -> type:
-    """Make an mteb task class resolvable by its ``metadata.name`` in matrices (usable as a decorator)."""
-    TASK_REGISTRY[cls.metadata.name] = cls  # type: ignore[attr-defined]
-    return cls
-
-
-def _registry() -> dict[str, type]:
-    from harness.evaluation.smoke_tasks import SMOKE_TASKS
-
-    for cls in SMOKE_TASKS.values():
-        TASK_REGISTRY.setdefault(cls.metadata.name, cls)
-    return TASK_REGISTRY
-
-
-def get_task(name: str, eval_splits: list[str] | None = None, hf_subsets: list[str] | None = None) -> Any:
-    """A registered task, else mteb's registry."""
-    import mteb
-
-    registry = _registry()
-    if name in registry:
-        task = registry[name]()
-        if eval_splits:
-            task.filter_eval_splits(eval_splits=eval_splits)
-        return task.filter_languages(None, None, hf_subsets=hf_subsets)
-    return mteb.get_task(name, eval_splits=eval_splits, hf_subsets=hf_subsets)
-
-
-def _suggest(name: str) -> str:
-    from harness.evaluation.task_catalog import suggest
-
-    return suggest(name)
-
-
 def _local_subsets(data_dir: Path, task: Any) -> list[str]:
     ttype = task.metadata.type
     if ttype == "BitextMining":
@@ -123,7 +85,7 @@ def _local_subsets(data_dir: Path, task: Any) -> list[str]:
     return ["default"]
 
 
-def _subset_dir(rt: ResolvedTask, subset: str) -> Path:
+def subset_dir(rt: ResolvedTask, subset: str) -> Path:
     assert rt.data_dir is not None
     return rt.data_dir if subset == "default" and not rt.task.metadata.is_multilingual else rt.data_dir / subset
 
@@ -139,7 +101,7 @@ def _read_local(rt: ResolvedTask) -> dict[str, Any]:
             dataset[subset] = DatasetDict({split: local_data.read_bitext_file(files[subset]) for split in rt.splits})
         return dataset
     for subset in rt.subsets:
-        folder = _subset_dir(rt, subset)
+        folder = subset_dir(rt, subset)
         if ttype in ("Retrieval", "Reranking"):
             dataset[subset] = {}
             for split in rt.splits:
@@ -163,7 +125,7 @@ def resolve_task(spec: TaskSpec, loaded: LoadedMatrix, index: int) -> ResolvedTa
     try:
         probe = get_task(spec.name)
     except (KeyError, ValueError):
-        raise InputError(src, f"{where}.name", f"unknown mteb task {spec.name!r}", _suggest(spec.name)) from None
+        raise InputError(src, f"{where}.name", f"unknown mteb task {spec.name!r}", suggest(spec.name)) from None
     meta = probe.metadata
     all_subsets = list(probe.hf_subsets)
     if spec.subsets:

@@ -98,7 +98,7 @@ def _hub_profile(rt: Any) -> tuple[TextGroups, str] | None:
 
 def _local_profile(rt: Any) -> tuple[TextGroups, str]:
     from harness.evaluation import local_data
-    from harness.evaluation.tasks import _subset_dir
+    from harness.evaluation.tasks import subset_dir
 
     groups: TextGroups = []
 
@@ -116,7 +116,7 @@ def _local_profile(rt: Any) -> tuple[TextGroups, str]:
             add(files.get(sub), 2)
         return groups, "local files (line counts; sizes include JSON keys)"
     for sub in rt.subsets:
-        folder = _subset_dir(rt, sub)
+        folder = subset_dir(rt, sub)
         if ttype in ("Retrieval", "Reranking"):
             add(local_data.find_file(folder, "corpus"))
             queries = local_data.find_file(folder, "queries")

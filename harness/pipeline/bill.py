@@ -1,6 +1,6 @@
 """The bill before it is paid: what ``harness plan`` says each step will cost, and the total.
 
-Each kind estimates its own steps (:meth:`harness.steps.base.StepKind.estimate`); this module only
+Each kind estimates its own steps (:meth:`harness.steps.kind.StepKind.estimate`); this module only
 asks them, for the steps that are not done, and adds up. A step's status is ``cached`` (done: it
 costs nothing), ``resumable`` (a killed try left work the next one continues from: checkpoints), or
 ``to run``. For generate steps the LLM calls are split into those the run's response cache already

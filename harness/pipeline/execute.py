@@ -1,7 +1,7 @@
 """Running steps against the store: the contract every executor (local, concurrent, Ray) shares.
 
 An executor only decides *where and when* a unit runs; what running means is here, and it knows
-the kinds only through their protocol (:class:`harness.steps.base.StepKind`): claim the step, skip
+the kinds only through their protocol (:class:`harness.steps.kind.StepKind`): claim the step, skip
 it if it is done (by this run, an earlier one, or a concurrent one), hold a shared claim on every
 input it reads (so ``harness gc`` cannot delete an input under it), run the kind's step in the work
 directory, commit (manifest + rename), and let the kind finish (evaluation publishes its result
@@ -20,7 +20,8 @@ from typing import Any
 from atomicio import atomic_write_text
 from harness.pipeline.planner import Plan
 from harness.steps import kind_of
-from harness.steps.base import EVALUATE, Step, StepRunner, canonical_hash
+from harness.steps.base import EVALUATE, Step, canonical_hash
+from harness.steps.kind import StepRunner
 from harness.steps.context import RunContext
 
 logger = logging.getLogger(__name__)

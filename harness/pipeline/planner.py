@@ -182,7 +182,7 @@ class _ModelPlanner:
         # The entry's kind:/pooling: say what the trained model is; offline, where a hub base's own
         # files cannot be read, they are also what decides the base's backend (see decide_backend).
         decision = decide_backend(ref, kind=spec.kind, pooling=spec.pooling, gguf_file=ident.gguf_file,
-                                  hub_commit=ident.hub_commit)
+                                  hub_commit=ident.hub_commit, source=src, field=field_name)
         if decision.guessed:
             self.notes.append(f"model {spec.name}: base {t.base} — {decision.reason}")
         base_ref = ref.value if ref.kind == "path" else t.base

@@ -160,8 +160,8 @@ def run_unit_task(unit: Unit, ctx: RunContext, *inputs: dict[str, Any]) -> dict[
     import logging
     import warnings
 
-    from harness.quiet import progress_bars_hidden
     from harness.pipeline.execute import execute_unit
+    from harness.third_party_output import progress_bars_hidden
 
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,13 +1,13 @@
 """Step kinds: one module per kind, each owning its key, its run, its estimate and its caches.
 
 The registry below is all the planner, the executors and ``harness plan`` know of the kinds: add a
-kind by writing its module (see :class:`harness.steps.base.StepKind` and docs/pipeline.md) and
+kind by writing its module (see :class:`harness.steps.kind.StepKind` and docs/pipeline.md) and
 listing it here, in the order its steps may depend on each other.
 """
 
 from __future__ import annotations
 
-from harness.steps.base import StepKind
+from harness.steps.kind import StepKind
 
 
 def kinds() -> dict[str, StepKind]:

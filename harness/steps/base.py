@@ -6,7 +6,7 @@ generate key), a trained model's identity is its train step's key (known at plan
 the weights exist), and a changed setting changes exactly the keys of the steps that depend on it.
 
 Each kind lives in one module of :mod:`harness.steps` and owns everything about itself (see
-:class:`StepKind`): which params it hashes (what determines its output and nothing else: never a
+:class:`harness.steps.kind.StepKind`): which params it hashes (what determines its output and nothing else: never a
 path, a transport setting, a device or a secret), how it runs (on the validated spec its key was
 computed from, never on a file re-read at run time), what it will cost (:class:`Estimate`), and
 which run-level caches it reads and writes (:class:`CacheUse`). The planner, the executors and
@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
-
-if TYPE_CHECKING:
-    from harness.steps.context import RunContext
+from typing import Any, Generic, TypeVar
 
 GENERATE, TRAIN, EVALUATE = "generate", "train", "evaluate"
 
@@ -103,48 +98,3 @@ class CacheUse:
     name: str  # "llm-responses" | "dense-gguf" | "embeddings"
     path: Path
     mode: str  # "read-write" | "read"
-
-
-StepRunner = Callable[[Step, Path], dict[str, Any]]
-
-
-class StepKind(Protocol):
-    """What a kind module provides (one instance per kind, registered in :mod:`harness.steps`).
-
-    - ``name``, ``code_version`` (bump when the kind's code changes what an output means);
-    - ``resumes``: a killed step resumes from its work directory (generation, training); a kind
-      that cannot (evaluation: its vectors are in the embedding cache) starts each try afresh;
-    - ``session(steps, ctx)``: a context that loads what a unit's steps share (one model for the
-      evaluate steps of one model entry) and yields the function that runs one step in its work
-      directory and returns its summary;
-    - ``after_commit(step, step_dir, ctx)``: what follows a finished step (evaluation publishes its
-      result files into ``results/``); also called for a step found done, so it is idempotent;
-    - ``estimate(step, ctx)``: the cost of running it (:class:`Estimate`);
-    - ``progress(step, work)``: what a killed try left that the next one resumes from (None: nothing);
-    - ``caches(step, ctx)``: the run-level caches it reads and writes.
-    """
-
-    name: str
-    code_version: str
-    resumes: bool
-
-    def session(self, steps: list[Step], ctx: "RunContext") -> AbstractContextManager[StepRunner]: ...
-
-    def after_commit(self, step: Step, step_dir: Path, ctx: "RunContext") -> None: ...
-
-    def estimate(self, step: Step, ctx: "RunContext") -> Estimate: ...
-
-    def progress(self, step: Step, work: Path) -> str | None: ...
-
-    def caches(self, step: Step, ctx: "RunContext") -> list[CacheUse]: ...
-
-
-def single_step_session(run: Callable[[Step, Path], dict[str, Any]]) -> AbstractContextManager[StepRunner]:
-    """The session of a kind whose steps share nothing: it just runs each step."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def session() -> Iterator[StepRunner]:
-        yield run
-
-    return session()

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.steps.base import GENERATE, CacheUse, Estimate, Step, StepRunner
+from harness.steps.base import GENERATE, CacheUse, Estimate, Step
+from harness.steps.kind import StepRunner
 from harness.steps.context import RunContext
 
 OUTPUT = "output"  # the generator's output folder inside the step directory (examples.jsonl, manifest.json)

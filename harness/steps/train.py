@@ -27,7 +27,8 @@ from pydantic import ValidationError
 
 from harness.errors import InputError
 from harness.schema import LoadedMatrix, MixtureSpec
-from harness.steps.base import TRAIN, CacheUse, Estimate, Step, StepRunner
+from harness.steps.base import TRAIN, CacheUse, Estimate, Step
+from harness.steps.kind import StepRunner
 from harness.steps.context import RunContext
 from harness.steps.generate import GenerateSpec
 from harness.steps.quantities import GPU, PEAK_BF16, PEAK_FP32, big, gpu_time

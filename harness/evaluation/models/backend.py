@@ -8,21 +8,28 @@ causal LM must not silently get mean pooling through sentence-transformers. The 
 local directory or the local hub cache, and is shown by ``harness plan`` and written into every
 result's provenance.
 
-Offline, a hub model whose files are not in the local hub cache has nothing to read. Then mteb's
-model registry (shipped with mteb, no network) is asked how mteb itself loads the model, and the
-decision says so (``guessed``: the planner repeats it as a note); a model mteb does not know is
-assumed to be a sentence-transformers model, with a note naming ``kind:`` as the way to say
-otherwise. A run that can read the files decides from them again.
+Offline (``HF_HUB_OFFLINE=1``), a hub model whose files are not in the local hub cache has nothing to
+read. Then mteb's model registry (shipped with mteb, no network) is asked how mteb itself loads the
+model, and the decision says so (``guessed``: the planner repeats it as a note); a model mteb does
+not know is assumed to be a sentence-transformers model, with a note naming ``kind:`` as the way to
+say otherwise. A run that can read the files decides from them again.
+
+Online, a download that fails for want of a connection is retried a few times; a hub that stays
+unreachable is an :class:`InputError` naming the model and the ways out. It is never a quiet switch
+to guessing: the decision is part of every evaluate step's key, so a guess made because one download
+failed would silently change the identity of this model, and of every model planned after it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.errors import InputError
 from harness.evaluation.models.identity import hub_offline
 from harness.evaluation.models.reference import ModelReference
 
@@ -51,11 +58,16 @@ class BackendDecision:
         return out
 
 
-_HUB_UNREACHABLE: list[bool] = []  # set once a download failed for want of a connection (each try costs ~20 s of retries)
+HUB_TRIES = 3
+"""Downloads of one file before the hub counts as unreachable (huggingface_hub retries inside each)."""
+HUB_BACKOFF_S = 1.0
+"""Pause before the second try; doubled before each later one."""
 
 
-def _reader(ref: ModelReference, commit: str | None) -> Any:
-    """A function ``relpath -> parsed JSON or None`` over a local directory or the local hub cache."""
+def _reader(ref: ModelReference, commit: str | None, source: str | Path | None = None,
+            field: str | None = None) -> Any:
+    """A function ``relpath -> parsed JSON or None`` over a local directory or the local hub cache
+    (downloading what is missing, unless offline)."""
 
     def read_local(rel: str) -> Any:
         p = Path(ref.value) / rel
@@ -64,23 +76,38 @@ def _reader(ref: ModelReference, commit: str | None) -> Any:
     def read_hub(rel: str) -> Any:
         from huggingface_hub import try_to_load_from_cache
 
-        hit = try_to_load_from_cache(ref.value, rel, revision=commit, cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+        cache_dir = os.environ.get("HF_HUB_CACHE") or None
+        hit = try_to_load_from_cache(ref.value, rel, revision=commit, cache_dir=cache_dir)
         if isinstance(hit, str):
             return _load(Path(hit))
-        if hit is None and not hub_offline() and not _HUB_UNREACHABLE:
-            from huggingface_hub import hf_hub_download
-            from huggingface_hub.errors import LocalEntryNotFoundError
-
-            try:
-                return _load(Path(hf_hub_download(ref.value, rel, revision=commit, cache_dir=os.environ.get("HF_HUB_CACHE") or None)))
-            except LocalEntryNotFoundError:  # no connection: asking again for the next file would only wait again
-                _HUB_UNREACHABLE.append(True)
-                return None
-            except Exception:  # absent file (or another hub error): the file simply is not there
-                return None
-        return None
+        if hit is not None or hub_offline():  # known absent from the repo, or the hub must not be asked
+            return None
+        return _download(ref.value, rel, commit, cache_dir, source, field)
 
     return read_local if ref.kind == "path" else read_hub
+
+
+def _download(repo_id: str, rel: str, commit: str | None, cache_dir: str | None, source: str | Path | None,
+              field: str | None) -> Any:
+    """One file of a hub model, parsed; None when the repository has no such file."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    for attempt in range(HUB_TRIES):
+        if attempt:
+            time.sleep(HUB_BACKOFF_S * 2 ** (attempt - 1))
+        try:
+            return _load(Path(hf_hub_download(repo_id, rel, revision=commit, cache_dir=cache_dir)))
+        except LocalEntryNotFoundError:  # no connection (or the hub is down), and not in the cache
+            continue
+        except Exception:  # noqa: BLE001 - absent file (or another hub error): the file simply is not there
+            return None
+    raise InputError(source, field or f"model {repo_id!r}",
+                     f"the Hugging Face Hub could not be reached to read {rel} of {repo_id} ({HUB_TRIES} tries), and "
+                     "which backend the model gets is decided from its files",
+                     "retry when the hub is reachable; or set HF_HUB_OFFLINE=1 to plan from mteb's model registry "
+                     "(the run re-decides from the files; see README 'The paper's matrix'); or download the model "
+                     "and give its local path in 'model:'")
 
 
 def _load(path: Path) -> Any:
@@ -101,13 +128,17 @@ def _pooling_of(cfg: dict[str, Any]) -> str | None:
 
 
 def decide_backend(ref: ModelReference, *, kind: str = "auto", pooling: str = "auto", gguf_file: str | None = None,
-                   hub_commit: str | None = None) -> BackendDecision:
-    """The backend for a model and why (see the module docstring for the rules)."""
+                   hub_commit: str | None = None, source: str | Path | None = None,
+                   field: str | None = None) -> BackendDecision:
+    """The backend for a model and why (see the module docstring for the rules).
+
+    ``source``/``field`` (the matrix file and the entry's field) are what an unreachable hub's
+    :class:`InputError` names; without them it names the model id."""
     if ref.kind == "openai":
         return BackendDecision("openai", "openai: reference")
     if ref.kind == "path" and Path(ref.value).is_file():
         return BackendDecision("decoder" if kind == "auto" else kind, "a single model file (GGUF)")  # type: ignore[arg-type]
-    read = _reader(ref, hub_commit)
+    read = _reader(ref, hub_commit, source, field)
     st = _sentence_transformers_layout(read)
     if kind != "auto":
         return _with_layout(BackendDecision(kind, "kind: set in the matrix"), st)  # type: ignore[arg-type]

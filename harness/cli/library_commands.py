@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.app import _bad_input, _quiet_environment, app
+from harness.cli.app import _bad_input, _prepare_environment, app
 
 
 @app.command()
@@ -24,7 +24,7 @@ def report(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here instead of printing it.")] = None,
 ) -> None:
     """Leaderboards of a run beside reference baselines (MTEB categories, BEIR, per language)."""
-    _quiet_environment()
+    _prepare_environment()
     from leaderboards.commands import report as build_report
     from leaderboards.errors import LeaderboardInputError
 
@@ -51,7 +51,7 @@ def gate(
     summary: Annotated[Optional[Path], typer.Option("--summary", help="Also write the Markdown summary to this file.")] = None,
 ) -> None:
     """Fail (exit 1) when a score regresses beyond tolerance and beyond noise; exit 2 on bad input."""
-    _quiet_environment()
+    _prepare_environment()
     from leaderboards.commands import gate as run_gate
     from leaderboards.commands import parse_per_task
     from leaderboards.errors import LeaderboardInputError
@@ -73,11 +73,11 @@ def generate(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
 ) -> None:
     """Synthetic training data (E5 two-step prompting) from an OpenAI-compatible or local LLM; resumable."""
-    _quiet_environment()
+    _prepare_environment()
     from generators.commands import generate as run_generate
     from generators.errors import GeneratorInputError
 
-    from harness.quiet import progress_bars_hidden
+    from harness.third_party_output import progress_bars_hidden
 
     try:
         with progress_bars_hidden(no_progress):

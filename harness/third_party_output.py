@@ -1,4 +1,4 @@
-"""Keeping the terminal readable: no third-party progress bars under ``--no-progress``, and mteb's
+"""What third-party libraries print, tamed: no progress bars under ``--no-progress``, and mteb's
 "superseded task" warning once per message instead of once per cell.
 
 ``--no-progress`` exists for CI logs and scripted runs, where every redrawn bar is another line of
