@@ -20,9 +20,9 @@ from statistics import fmean
 from pydantic import BaseModel
 
 from leaderboards.scores import ModelResults, ScoreKey
-from leaderboards.task_metadata import category_order, is_beir, task_type
-
-OVERALL = "Overall"
+from leaderboards.paired_comparison import ModelComparison
+from leaderboards.task_metadata import OVERALL, category_order, is_beir, task_type
+from leaderboards.training_record import TrainingRecord
 
 
 class EntryInfo(BaseModel):
@@ -81,6 +81,9 @@ class Report(BaseModel):
     subsets: list[ScoreRow]
     notes: list[str]
     left_out: list[str] = []  # reference/baseline models with no score on any of the run's tasks
+    trained_vs_base: list[ModelComparison] = []  # each trained model of the run against its evaluated base
+    training: list[TrainingRecord] = []  # how each trained model of the run was trained
+    pairing_notes: list[str] = []  # trained models that could not be paired with their base, and why
 
 
 def assign_labels(run_models: list[ModelResults], baselines: list[ModelResults]) -> list[tuple[str, ModelResults]]:

@@ -8,6 +8,7 @@ exit code 2 and a half-written report never exists.
 from __future__ import annotations
 
 import os
+from html import escape
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -16,14 +17,18 @@ from atomicio import atomic_write_text, file_target_problem
 
 from leaderboards.aggregate import assign_labels, build_report
 from leaderboards.errors import LeaderboardInputError
-from leaderboards.gate import FAILING, Comparison, GatePolicy, compare
+from leaderboards.gate import FAILING, Comparison, GatePolicy
+from leaderboards.gate import compare as compare_scores
 from leaderboards.gate_markdown import render_gate_markdown
+from leaderboards.paired_comparison import ALPHA, ModelComparison, compare_models, pair_trained_with_bases
 from leaderboards.reference import ReferenceData, load_reference, resolve_names, unknown_model_error
-from leaderboards.render_html import render_html
+from leaderboards.render_comparison import comparison_csv, comparison_html, comparison_markdown
+from leaderboards.render_html import html_page, render_html
 from leaderboards.render_markdown import render_markdown
 from leaderboards.render_tabular import render_csv, render_json
 from leaderboards.results_reader import read_results_dir
 from leaderboards.scores import ModelResults
+from leaderboards.training_record import TrainingRecord, read_training
 
 RENDERERS = {"markdown": render_markdown, "md": render_markdown, "html": render_html, "csv": render_csv, "json": render_json}
 
@@ -97,9 +102,7 @@ def report(
     ``cohere``, ``all``, ``none``; comma-separated items allowed) or results directories; None = all
     shipped reference models. ``reference``: the model deltas are against (default: the run's first).
     """
-    renderer = RENDERERS.get(fmt.lower())
-    if renderer is None:
-        raise LeaderboardInputError(None, "--format", f"{fmt!r} is not a report format", "use markdown, html, csv or json")
+    renderer = RENDERERS[_check_format(fmt)]
     _check_output_file(output, "--output")
     run_models = read_results_dir(Path(run_dir), origin="run")
     data = load_reference()
@@ -107,7 +110,67 @@ def report(
     ref_label, base = _pick_reference(reference, run_models, base, data)
     built = build_report(run_models, base, ref_label, title=f"Embedding benchmark report: {Path(run_dir).resolve().name}",
                          run_location=str(run_dir), reference_provenance=data.provenance)
-    text = renderer(built)
+    comparisons, training, notes = trained_model_sections(run_models)
+    text = renderer(built.model_copy(update={"trained_vs_base": comparisons, "training": training, "pairing_notes": notes}))
+    if output is not None:
+        atomic_write_text(Path(output), text)
+    return text
+
+
+def _check_format(fmt: str) -> str:
+    if fmt.lower() not in RENDERERS:
+        raise LeaderboardInputError(None, "--format", f"{fmt!r} is not a report format", "use markdown, html, csv or json")
+    return fmt.lower()
+
+
+def trained_model_sections(run_models: list[ModelResults], *, alpha: float = ALPHA, n_resamples: int = 10_000,
+                           seed: int = 0) -> tuple[list[ModelComparison], list[TrainingRecord], list[str]]:
+    """Each trained model against its evaluated base, each trained model's training record, and
+    notes naming trained models that could not be paired (their base absent or ambiguous)."""
+    labels = {id(m): label for label, m in assign_labels(run_models, [])}
+    training = [read_training(m, labels[id(m)]) for m in run_models if m.train_step]
+    pairs, notes = pair_trained_with_bases(run_models, {t.train_step: t.base_identity for t in training})
+    comparisons = [compare_models(b, t, baseline_label=labels[id(b)], candidate_label=labels[id(t)], alpha=alpha,
+                                  n_resamples=n_resamples, seed=seed) for b, t in pairs]
+    return comparisons, training, notes
+
+
+def compare(
+    run_dir: Path,
+    baseline: str,
+    candidate: str,
+    fmt: str = "markdown",
+    output: Path | None = None,
+    alpha: float = ALPHA,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> str:
+    """Two models of one run, B (``candidate``) against A (``baseline``): Δ per score, task and category
+    with the paired test on per-query scores, Holm-adjusted (see ``leaderboards.paired_comparison``).
+
+    Models are named ``name`` or ``name@revision``; returns the text and writes it to ``output`` if given.
+    """
+    kind = _check_format(fmt)
+    _check_output_file(output, "--output")
+    GatePolicy(alpha=alpha, n_resamples=n_resamples)  # the gate's checks of alpha and resamples
+    models = read_results_dir(Path(run_dir), origin="run")
+    a = _select(models, baseline, Path(run_dir), "--compare")
+    b = _select(models, candidate, Path(run_dir), "--compare")
+    if a is b:
+        raise LeaderboardInputError(Path(run_dir), "--compare", f"names one model twice ({baseline!r}, {candidate!r})",
+                                    "give the baseline first and a different candidate second: --compare A B")
+    labels = {id(m): label for label, m in assign_labels(models, [])}
+    comparison = compare_models(a, b, baseline_label=labels[id(a)], candidate_label=labels[id(b)], alpha=alpha,
+                                n_resamples=n_resamples, seed=seed)
+    title = f"{comparison.candidate} vs {comparison.baseline}: {Path(run_dir).resolve().name}"
+    if kind in ("markdown", "md"):
+        text = "\n".join([f"# {title}", ""] + comparison_markdown(comparison)) + "\n"
+    elif kind == "html":
+        text = html_page(title, f"<h1>{escape(title)}</h1>" + comparison_html(comparison))
+    elif kind == "csv":
+        text = comparison_csv(comparison)
+    else:
+        text = comparison.model_dump_json(indent=2) + "\n"
     if output is not None:
         atomic_write_text(Path(output), text)
     return text
@@ -185,7 +248,7 @@ def gate(
         base = data.models[names[0]]
         is_reference = True
         base_text = f"`{base.name}` — official MTEB scores shipped in leaderboards/ ({data.provenance})"
-    comparisons = compare(base, cand, policy, baseline_is_reference=is_reference)
+    comparisons = compare_scores(base, cand, policy, baseline_is_reference=is_reference)
     passed = not any(c.status in FAILING for c in comparisons)
     cand_text = f"`{cand.name}` (revision `{cand.revision}`) from `{candidate}`"
     markdown = render_gate_markdown(comparisons, policy, candidate=cand_text, baseline=base_text, passed=passed)

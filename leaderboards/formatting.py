@@ -1,4 +1,4 @@
-"""Number formatting shared by the text renderers.
+"""Number formatting (and the Markdown table) shared by the text renderers.
 
 Reports show MTEB leaderboard units (main score x 100, two decimals) because that is how people
 quote these numbers; CSV and JSON keep the raw 0-1 scores so nothing is lost to rounding.
@@ -24,3 +24,12 @@ def signed_points(delta: float | None) -> str:
     if abs(value) < 0.005:
         return "±0.00"
     return f"{value:+.2f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def esc(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return lines

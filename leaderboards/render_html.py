@@ -10,7 +10,9 @@ from html import escape
 
 from leaderboards.aggregate import CategoryAverage, Report, ScoreRow, displayed
 from leaderboards.formatting import MISSING, points, signed_points
+from leaderboards.render_comparison import comparison_html
 from leaderboards.render_markdown import average_cell, coverage_text, left_out_text
+from leaderboards.render_training import training_html
 from leaderboards.svg_charts import color_for, grouped_bar_chart
 
 _CSS = """
@@ -23,6 +25,9 @@ td.name,th.name{text-align:left} tr.run td{font-weight:600} tr.reference td{back
 .missing{color:#aaa} .legend span{display:inline-block;margin:2px 12px 2px 0;font-size:12px}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
 .scroll{overflow-x:auto} ul.cover{font-size:13px;color:#444}
+table.paired tr.sig td{font-weight:600;background:#eef7ee} table.paired tr.score td.name:first-child{padding-left:22px}
+table.paired tr.category td,table.paired tr.overall td{border-top:2px solid #999}
+.curves svg{margin:4px 12px 4px 0;border:1px solid #eee}
 """
 
 
@@ -121,6 +126,11 @@ def render_html(report: Report) -> str:
         _legend(report),
         f'<h2 id="summary">Summary</h2><div class="scroll">{chart}</div>{_summary(report)}',
     ]
+    if report.trained_vs_base:
+        sections.append('<h2 id="trained-vs-base">Trained models vs their bases</h2>' + "".join(
+            f"<h3>{escape(c.candidate)} vs {escape(c.baseline)}</h3>{comparison_html(c)}" for c in report.trained_vs_base))
+    if report.training:
+        sections.append(f'<h2 id="training">Training</h2>{training_html(report.training)}')
     if report.languages:
         sections.append(f'<h2 id="languages">Per language</h2>{_language_sections(report)}')
     sections += [
@@ -131,7 +141,13 @@ def render_html(report: Report) -> str:
     if report.beir and report.beir_average:
         avg = {label: escape(average_cell(report.beir_average, label)) for label in report.beir_average.averages}
         sections.append('<h2 id="beir">BEIR per dataset</h2>' + _models_table(report, report.beir, [escape(r.task) for r in report.beir], avg))
-    if report.notes:
-        sections.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in report.notes) + "</ul>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(report.title)}</title>'
-            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>\n")
+    notes = report.notes + report.pairing_notes
+    if notes:
+        sections.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
+    return html_page(report.title, "".join(sections))
+
+
+def html_page(title: str, body: str) -> str:
+    """The one page shell (inline CSS, no scripts) every HTML rendering uses."""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 from leaderboards.aggregate import CategoryAverage, Report, ScoreRow
-from leaderboards.formatting import MISSING, points, signed_points
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def esc(cell: str) -> str:
-        return cell.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return lines
+from leaderboards.formatting import MISSING, markdown_table, points, signed_points
+from leaderboards.render_comparison import comparison_markdown
+from leaderboards.render_training import training_markdown
 
 
 def score_cell(row: ScoreRow, label: str, reference: str) -> str:
@@ -58,7 +51,7 @@ def _summary(report: Report) -> list[str]:
         cov = f"{e.tasks_covered}/{e.tasks_total} tasks, {e.scores_covered}/{e.scores_total} scores"
         cells = [average_cell(c, e.label) for c in cats]
         rows.append([str(e.rank) if e.rank else MISSING, e.label, e.origin, cov] + cells + [average_cell(report.overall, e.label)])
-    lines = _table(header, rows)
+    lines = markdown_table(header, rows)
     lines += ["", "Each average covers all of the run's tasks in its category; a model lacking some gets — "
               "(tasks it has/tasks in the category) there:", ""]
     lines += [f"- **{c.category}**: {', '.join(c.tasks) or 'none'} — {coverage_text(c)}" for c in cats + [report.overall]]
@@ -76,7 +69,7 @@ def _per_task(report: Report, rows: list[ScoreRow], extra: CategoryAverage | Non
         if extra:
             cells.append(average_cell(extra, e.label))
         body.append([e.label] + cells)
-    return _table(header, body)
+    return markdown_table(header, body)
 
 
 def _per_language(report: Report) -> list[str]:
@@ -88,7 +81,7 @@ def _per_language(report: Report) -> list[str]:
         lines += ["", f"### {task} ({split})", ""]
         header = ["Model"] + [r.subset for r in rows]
         body = [[e.label] + [score_cell(r, e.label, report.reference_label) for r in rows] for e in report.entries]
-        lines += _table(header, body)
+        lines += markdown_table(header, body)
     return lines
 
 
@@ -100,11 +93,17 @@ def render_markdown(report: Report) -> str:
     lines.append("Scores are MTEB main scores ×100. Cells read `score (Δ vs reference, #rank)`; "
                  "— means the model has no score for it. Coverage counts the run's tasks and scores a model has.")
     lines += ["", "## Summary (MTEB category averages)", ""] + _summary(report)
+    if report.trained_vs_base:
+        lines += ["", "## Trained models vs their bases"]
+        for c in report.trained_vs_base:
+            lines += ["", f"### {c.candidate} vs {c.baseline}", ""] + comparison_markdown(c)
+    if report.training:
+        lines += ["", "## Training", ""] + training_markdown(report.training)
     lines += ["", "## Per task", ""] + _per_task(report, report.tasks)
     if report.beir:
         lines += ["", "## BEIR per dataset", ""] + _per_task(report, report.beir, report.beir_average)
     if report.languages:
         lines += ["", "## Per language"] + _per_language(report)
-    if report.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
+    if report.notes or report.pairing_notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes + report.pairing_notes]
     return "\n".join(lines) + "\n"

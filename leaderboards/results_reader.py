@@ -111,6 +111,12 @@ def _add_task(results: ModelResults, path: Path, parsed: TaskResultFile, rel: st
     step_key = (parsed.harness_provenance or {}).get("step_key")
     if isinstance(step_key, str):
         results.step_keys[task] = f"{step_key}@{parsed.date}"
+    model = (parsed.harness_provenance or {}).get("model")
+    if isinstance(model, dict):
+        for name in ("reference", "content", "train_step", "trained_from"):
+            value = model.get(name)
+            if isinstance(value, str) and value:
+                setattr(results, name, value)
     results.sources[task] = TaskSource(rel, parsed.mteb_version, parsed.dataset_revision)
 
 

@@ -56,6 +56,13 @@ class ModelResults:
     # task -> "<harness step key>@<evaluation date>": the same value on both sides of a gate means the
     # very same evaluation (a copied folder), not a re-run that happens to share a step key.
     step_keys: dict[str, str] = field(default_factory=dict)
+    # From the harness provenance of a run's results: the model reference evaluated, its content
+    # identity (what a train step names as its base), and for a model the run trained, its train
+    # step's key and the matrix entry (or reference) it was trained from.
+    reference: str | None = None
+    content: str | None = None
+    train_step: str | None = None
+    trained_from: str | None = None
 
     @property
     def tasks(self) -> set[str]:

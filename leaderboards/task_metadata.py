@@ -21,6 +21,8 @@ MTEB_CATEGORIES: tuple[str, ...] = (
     "Summarization",
 )
 
+OVERALL = "Overall"  # the average over every task of a report, shown after the categories
+
 # Used only when mteb cannot list the BEIR benchmark (it normally can, offline).
 _BEIR_FALLBACK: frozenset[str] = frozenset(
     {

@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import require
 
 from leaderboards.commands import report
-from leaderboards_fixtures import MINILM, write_run
+from leaderboards_fixtures import DEV, LRS, METRIC_LOSSES, MINILM, TRAINED, write_run, write_trained_run
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 needs_chromium = pytest.mark.usefixtures("chromium_required")
@@ -78,3 +78,29 @@ def test_rendered_dom_has_tables_and_svg_plots_with_content(html_report: Path, t
         assert len(heights) >= 10 and max(heights) > 50
     assert f"{MINILM} — SciFact" not in dom  # bars are per category, not per task
     assert "64.51" in dom and "80.04" in dom and "multilingual-e5-large" in dom
+
+
+@pytest.fixture(scope="module")
+def trained_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = write_trained_run(tmp_path_factory.mktemp("html-trained") / "run")
+    out = run / "report.html"
+    report(run, "html", ["none"], None, out)
+    return out
+
+
+@needs_chromium
+def test_rendered_dom_has_the_paired_table_and_training_curves(trained_report: Path, tmp_path: Path) -> None:
+    """The trained-vs-base table and the loss / lr / dev curves as the browser builds them (one point per step)."""
+    dom = _chromium(tmp_path, "--dump-dom", trained_report.as_uri()).stdout
+    paired = re.search(r'<table class="paired">.*?</table>', dom, flags=re.S)
+    assert paired, dom[:2000]
+    assert len(re.findall(r'<tr class="(task|category) sig">', paired.group(0))) == 2  # SciFact and Retrieval
+    assert "no per-query scores" in paired.group(0)
+    curves = re.findall(r'<svg[^>]*class="chart curves".*?</svg>', dom, flags=re.S)
+    points = [[len(p.split()) for p in re.findall(r'<polyline class="curve" points="([^"]+)"', svg)] for svg in curves]
+    assert points == [[len(METRIC_LOSSES)], [len(LRS)], [len(DEV)]]
+    assert all(f"{TRAINED}: " in svg for svg in curves)
+    png = tmp_path / "trained.png"
+    _chromium(tmp_path, f"--screenshot={png}", "--window-size=1280,2400", trained_report.as_uri())
+    assert png.is_file() and len(png.read_bytes()) > 50_000
+    shutil.copy(png, trained_report.with_suffix(".png"))  # kept beside the report for a human to look at

@@ -22,14 +22,16 @@ def report(
     baselines: Annotated[Optional[list[str]], typer.Option("--baselines", help="Reference models, aliases (mE5, e5-mistral, openai, cohere, all, none) or results dirs; repeat or comma-separate.")] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Model that deltas and ranks are against (default: the run's first model).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here instead of printing it.")] = None,
+    compare: Annotated[Optional[tuple[str, str]], typer.Option("--compare", metavar="A B", help="Only the paired comparison of two models of the run: B against baseline A (name or name@revision).")] = None,
 ) -> None:
     """Leaderboards of a run beside reference baselines (MTEB categories, BEIR, per language)."""
     _prepare_environment()
+    from leaderboards.commands import compare as compare_models
     from leaderboards.commands import report as build_report
     from leaderboards.errors import LeaderboardInputError
 
     try:
-        text = build_report(run_dir, fmt, baselines, reference, output)
+        text = compare_models(run_dir, *compare, fmt, output) if compare else build_report(run_dir, fmt, baselines, reference, output)
     except LeaderboardInputError as exc:
         _bad_input(exc)
     if output is None:
