@@ -196,3 +196,14 @@ def test_results_copied_without_steps_still_report_and_say_so(tmp_path: Path) ->
     assert "## Trained models vs their bases" in text  # pairing needs only the results' provenance
     assert "train step folder" in text and "not found (results copied without steps/?)" in text
     assert revision_dir(run, TRAINED, TRAINED_REV).is_dir()
+
+
+def test_a_long_run_is_drawn_as_bucket_means_and_says_so() -> None:
+    from leaderboards.svg_charts import line_chart, thin_curve
+
+    steps = list(range(1, 2501))
+    xs, ys, k = thin_curve(steps, [float(s) for s in steps])
+    assert k == 3 and len(xs) == 834 and (xs[0], ys[0]) == (2.0, 2.0) and (xs[-1], ys[-1]) == (2500.0, 2500.0)
+    svg = line_chart("loss", [("loss", "#000", steps, [1.0 / s for s in steps])])
+    assert _points(svg) == [834] and 'aria-label="loss (mean of every 3 steps)"' in svg
+    assert "<circle" not in svg  # dots only for short series (dev scores)
