@@ -24,12 +24,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from inputio import iter_json_objects
+from inputio import field_problem, iter_json_objects
 from pydantic import BaseModel, Field, ValidationError
 
 from leaderboards.errors import LeaderboardInputError
 from leaderboards.results_reader import read_json
-from leaderboards.schemas import _Tolerant, parse_file, validation_problem
+from leaderboards.schemas import _Tolerant, parse_file
 from leaderboards.scores import ModelResults
 
 _REWRITE = "re-run the step (delete its folder under steps/) or restore the file from the run that wrote it"
@@ -151,8 +151,8 @@ def read_metrics(path: Path) -> list[MetricsLine]:
             try:
                 out.append(MetricsLine.model_validate(raw))
             except ValidationError as exc:
-                field, problem = validation_problem(exc)
-                raise LeaderboardInputError(path, f"line {number}: {field}", problem,
+                fp = field_problem(exc)
+                raise LeaderboardInputError(path, f"line {number}: {fp.field or '<top level>'}", fp.problem,
                                             'every line needs "kind" ("train" or "dev") and "step"') from exc
     except LeaderboardInputError:
         if not (failed == [last] and not data.endswith(b"\n")):  # only the unterminated last line may be cut off

@@ -207,3 +207,10 @@ def test_a_long_run_is_drawn_as_bucket_means_and_says_so() -> None:
     svg = line_chart("loss", [("loss", "#000", steps, [1.0 / s for s in steps])])
     assert _points(svg) == [834] and 'aria-label="loss (mean of every 3 steps)"' in svg
     assert "<circle" not in svg  # dots only for short series (dev scores)
+
+
+def test_a_metrics_line_without_its_step_names_the_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "train", "step": 1, "loss": 2.0}\n{"kind": "train", "loss": 1.9}\n')
+    with pytest.raises(LeaderboardInputError, match=r"line 2: step"):
+        read_metrics(path)
