@@ -68,19 +68,25 @@ def _split(docs: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward, *, temperature: float,
-                     mini_batch_size: int | None, device: Any, autocast: Callable[[], Any]) -> float:
-    """Forward and backward of one step; returns the loss value. The caller steps the optimizer."""
-    move = lambda part: {k: v.to(device) for k, v in part.items()}  # noqa: E731
+                     mini_batch_size: int | None, device: Any, autocast: Callable[[], Any]) -> torch.Tensor:
+    """Forward and backward of one step; returns the (detached, on-device) loss. The caller steps the optimizer.
+
+    Only the embeddings are computed under ``autocast``; the loss is fp32 in both paths
+    (``info_nce``), so GradCache changes the memory a step needs, not the model it trains. The loss
+    stays on the device: reading it (a host sync) is the caller's choice, at its logging steps.
+    """
+    move = lambda part: {k: v.to(device, non_blocking=True) for k, v in part.items()}  # noqa: E731
     b = batch.size
-    in_batch = batch.in_batch.to(device)
+    # decided on the host (the batch is built there): no device-to-host sync in the step
+    in_batch = None if bool(batch.in_batch.all()) else batch.in_batch.to(device)
     if not mini_batch_size:
         with autocast():
             q = encode(move(batch.queries))
             d = encode(move(batch.documents))
-            pos, neg = _split(d, b)
-            loss = info_nce(q, pos, neg, temperature=temperature, in_batch=in_batch)
+        pos, neg = _split(d, b)
+        loss = info_nce(q, pos, neg, temperature=temperature, in_batch=in_batch)
         backward(loss, True)
-        return float(loss.detach())
+        return loss.detach()
 
     pieces: list[tuple[dict[str, torch.Tensor], Any]] = []
     reps: list[torch.Tensor] = []
@@ -93,8 +99,8 @@ def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward
                     reps.append(encode(move(chunk)).detach())
                 pieces.append((chunk, state))
             n_q = n_q or len(pieces)
-    q_rep = torch.cat(reps[:n_q]).requires_grad_()
-    d_rep = torch.cat(reps[n_q:]).requires_grad_()
+    q_rep = torch.cat(reps[:n_q]).float().requires_grad_()
+    d_rep = torch.cat(reps[n_q:]).float().requires_grad_()
     pos, neg = _split(d_rep, b)
     loss = info_nce(q_rep, pos, neg, temperature=temperature, in_batch=in_batch)
     loss.backward()
@@ -103,6 +109,6 @@ def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward
     for i, ((chunk, state), grad) in enumerate(zip(pieces, grads)):
         with _replay(state), autocast():
             emb = encode(move(chunk))
-            surrogate = (emb * grad).sum()
+        surrogate = (emb.float() * grad).sum()
         backward(surrogate, i == len(pieces) - 1)
-    return float(loss.detach())
+    return loss.detach()

@@ -12,7 +12,6 @@ useless once the model is exported) are deleted before the directory is renamed 
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +87,8 @@ def recipe_error(matrix: Path, field: str, exc: ValidationError) -> InputError:
 
 def run_train(step: Step, work: Path, step_dir_of: Any, *, progress: bool, provenance: dict[str, Any],
               cache_dir: Path | None = None) -> dict[str, Any]:
-    from trainers.train import CHECKPOINTS, prepare, train
+    from trainers.checkpoints import discard_checkpoints
+    from trainers.train import prepare, train
 
     payload: TrainPayload = step.payload
     cfg = build_config(payload, step_dir_of)
@@ -96,6 +96,6 @@ def run_train(step: Step, work: Path, step_dir_of: Any, *, progress: bool, prove
     prepared = prepare(cfg, config_path=payload.matrix_path, output=work, cache_dir=cache_dir)
     result = train(cfg, config_path=payload.matrix_path, prepared=prepared,
                    provenance={**provenance, "train_step_key": step.key}, progress=progress)
-    shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
+    discard_checkpoints(work)  # whole or absent: a kill here costs no training step (the export says done)
     return {"steps": result.steps, "final_loss": result.losses[-1] if result.losses else None,
             "resumed_from": result.resumed_from, "model": MODEL, "seconds": round(time.monotonic() - start, 3)}
