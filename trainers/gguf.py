@@ -11,7 +11,8 @@ trained on it) loads that. The conversion costs tens of seconds and gigabytes, s
   existing copy does not re-read a multi-gigabyte file;
 - it is built under an exclusive ``flock`` on ``dense/.<sha>.lock``: a second process asking for
   the same copy waits, then finds it, instead of converting it a second time beside the first;
-- it is assembled under a temporary name and renamed into place, and holds ``dense.json``
+- it is assembled under a temporary name and renamed into place (a builder killed mid-way leaves
+  ``.<sha>.tmp-*``, which the next builder, holding the lock, removes), and holds ``dense.json``
   (the GGUF's sha256 and file name, the transformers version that dequantised it), so a reader
   can check that a directory is the copy of the file it expects.
 """
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from atomicio import atomic_directory, atomic_write_json
+from atomicio import atomic_directory, atomic_write_json, discard
 from contentid import file_digest
 
 DENSE_DIR = "dense"
@@ -96,6 +97,8 @@ def dense_copy_of_gguf(gguf_path: Path, cache_dir: Path) -> Path:
     with _exclusive(target.parent / f".{digest}.lock"):
         if _is_copy_of(target, digest):  # built by another process while we waited
             return target
+        for abandoned in target.parent.glob(f".{digest}.tmp-*"):  # a builder killed mid-way (we hold the lock)
+            discard(abandoned, abandoned)
         with atomic_directory(target) as tmp:
             _convert(gguf_path, tmp)
             atomic_write_json(tmp / RECORD, {"gguf_sha256": digest, "gguf_file": gguf_path.name,

@@ -49,17 +49,28 @@ def _chunks(batch: dict[str, torch.Tensor], size: int | None) -> Iterator[dict[s
         yield {k: v[:, :width] for k, v in sub.items()}
 
 
-def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor]]:
-    return torch.get_rng_state(), ([torch.cuda.get_rng_state(d) for d in range(torch.cuda.device_count())] if torch.cuda.is_available() else [])
+RngState = tuple[torch.Tensor, "int | None", "torch.Tensor | None"]  # CPU state, CUDA device index, its state
+
+
+def _rng_state(device: Any) -> RngState:
+    """The generators a mini-batch's dropout draws from: the CPU's, and the model's CUDA device's
+    (only that one: on an 8-GPU node, every rank touching all eight generators per pass is waste)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return torch.get_rng_state(), None, None
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    return torch.get_rng_state(), index, torch.cuda.get_rng_state(index)
 
 
 @contextlib.contextmanager
-def _replay(state: tuple[torch.Tensor, list[torch.Tensor]]) -> Iterator[None]:
-    devices = list(range(len(state[1])))
-    with torch.random.fork_rng(devices=devices):
-        torch.set_rng_state(state[0])
-        for d, s in zip(devices, state[1]):
-            torch.cuda.set_rng_state(s, d)
+def _replay(state: RngState) -> Iterator[None]:
+    """Run the block from ``state`` (the mini-batch draws its first pass's masks again), then put
+    the generators back where they were, so the replays consume nothing."""
+    cpu, index, cuda = state
+    with torch.random.fork_rng(devices=[index] if index is not None else []):
+        torch.set_rng_state(cpu)
+        if index is not None:
+            torch.cuda.set_rng_state(cuda, index)
         yield
 
 
@@ -94,7 +105,7 @@ def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward
     with torch.no_grad():
         for part in (batch.queries, batch.documents):
             for chunk in _chunks(part, mini_batch_size):
-                state = _rng_state()
+                state = _rng_state(device)
                 with autocast():
                     reps.append(encode(move(chunk)).detach())
                 pieces.append((chunk, state))

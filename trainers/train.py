@@ -38,7 +38,7 @@ from trainers.backbone import (BaseModel, add_lora, compile_layers, decoder_laye
 from trainers.checkpoints import checkpoints, load_rng, remove_abandoned, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.data.content import data_content
-from trainers.data.mixture import Mixture, build_mixture
+from trainers.data.mixture import Mixture, build_mixture, check_negatives_possible
 from trainers.encoder import TextEncoder
 from trainers.engine import DeepSpeedEngine, PlainEngine, steps_for
 from trainers.errors import TrainInputError
@@ -157,6 +157,8 @@ def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Pat
     if config.precision == "fp16" and config.deepspeed is None:
         raise TrainInputError(config_path, "precision", "fp16 needs loss scaling, which the plain engine does not do",
                               "use precision: bf16, or fp16 together with deepspeed:")
+    # before any data is read or mined: a source that cannot give hard_negatives per example
+    check_negatives_possible(config.data, config_path.parent if config_path else Path.cwd(), config.hard_negatives, config_path)
     cache = cache_dir or standalone_cache_dir(out)
     identity, base, miner = identify(config, config_path=config_path, cache_dir=cache)
     check_output(out, identity, config_path)
@@ -237,6 +239,17 @@ def _batch_texts(examples: list[Any], k: int, use_e5: bool) -> tuple[list[str], 
     queries = [format_query(e.instruction, e.query) if use_e5 else e.query for e in examples]
     docs = [e.positive for e in examples] + [n for e in examples for n in e.negatives[:k]]
     return queries, docs, [bool(e.in_batch_negatives) for e in examples]
+
+
+def _allocator_retries(device: torch.device) -> str:
+    """On CUDA, how often the caching allocator had to free its cache and retry (each retry
+    synchronises the device): the usual cause of a step time that jumps from one step to the next
+    when memory is nearly full and batch shapes vary. Shown only when it happened; the remedy is
+    ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` or fewer kept blocks."""
+    if device.type != "cuda":
+        return ""
+    retries = int(torch.cuda.memory_stats(device).get("num_alloc_retries", 0))
+    return f"  allocator retries {retries}" if retries else ""
 
 
 def _done(model_dir: Path, identity: str, total_steps: int) -> dict[str, Any] | None:
@@ -326,7 +339,7 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
         losses = list(client.get("losses", []))
     resumed_from = start_step
     prep.encoder.train()
-    window_t, window_n = time.time(), 0
+    window_t, window_n, window_tokens = time.time(), 0, 0
     for step in range(start_step, total_steps):
         source, examples = mixture.batch(step, global_batch, cfg.seed)
         local = examples[rank * local_batch : (rank + 1) * local_batch]
@@ -339,13 +352,17 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
         engine.step()
         pending.append(global_mean(loss))
         window_n += global_batch
+        # real (unpadded) tokens of this process's batch, counted on the host: sources differ in text
+        # length, so examples/s swings from one source's batch to the next; tokens/s does not
+        window_tokens += int(batch.queries["attention_mask"].sum()) + int(batch.documents["attention_mask"].sum())
         done = step + 1
         if progress and rank == 0 and (done % cfg.log_every == 0 or done == total_steps):
             last = read_losses()[-1]
-            rate = window_n / max(time.time() - window_t, 1e-9)
-            print(f"step {done}/{total_steps}  loss {last:.4f}  lr {engine.lr():.2e}  {rate:.1f} examples/s  [{source}]",
+            seconds = max(time.time() - window_t, 1e-9)
+            print(f"step {done}/{total_steps}  loss {last:.4f}  lr {engine.lr():.2e}  {window_n / seconds:.1f} examples/s  "
+                  f"{window_tokens * size / seconds:.0f} tokens/s{_allocator_retries(device)}  [{source}]",
                   file=sys.stderr, flush=True)
-            window_t, window_n = time.time(), 0
+            window_t, window_n, window_tokens = time.time(), 0, 0
         if done % cfg.save_every == 0 or done == total_steps:
             save_checkpoint(engine, out, done, {"losses": read_losses(), "step": done})
 

@@ -321,6 +321,37 @@ def source_entries(spec: DataSpec, base_dir: Path, config_file: Path | None = No
     return entries
 
 
+def check_negatives_possible(spec: DataSpec, base_dir: Path, hard_negatives: int, config_file: Path | None = None) -> None:
+    """Refuse, before any data is read or mined, a source that cannot give ``hard_negatives`` per example.
+
+    Known from the config alone: a mined source set to mine fewer per query, and a hub source
+    (or registry entry read from the hub) without a negatives column. What is only known after
+    reading (a pairs row with fewer, mining that found fewer) is :meth:`Mixture.check_negatives`'s.
+    """
+    if hard_negatives == 0:
+        return
+    for entry in source_entries(spec, Path(base_dir), config_file):
+        src = entry.spec
+        mined = isinstance(src, BeirSource) or (isinstance(src, RegistrySource) and src.path is not None
+                                                 and src.source != SYNTHETIC and resolve_path(base_dir, src.path).is_dir())
+        if mined and src.negatives_per_query < hard_negatives:
+            raise TrainInputError(entry.where, "negatives_per_query",
+                                  f"source {entry.name!r} mines {src.negatives_per_query} hard negative(s) per query; "
+                                  f"the recipe uses hard_negatives {hard_negatives} on every example",
+                                  f"set negatives_per_query: {hard_negatives} (with mine_depth >= mine_skip_top + "
+                                  f"{hard_negatives}), or lower hard_negatives")
+        no_column = (isinstance(src, HubSource) and not src.columns.negatives) or (
+            isinstance(src, RegistrySource) and src.path is None and src.source in REGISTRY
+            and isinstance(REGISTRY[src.source].loader, HubLoader)
+            and not REGISTRY[src.source].loader.columns.get("negatives"))  # type: ignore[union-attr]
+        if no_column:
+            raise TrainInputError(entry.where, "hard_negatives",
+                                  f"source {entry.name!r} has no hard negatives (no negatives column) and the recipe "
+                                  f"uses {hard_negatives} on every example",
+                                  "set hard_negatives: 0, or give the source negatives (a local copy in BEIR layout "
+                                  "mines them: docs/training-data.md)")
+
+
 def build_mixture(
     spec: DataSpec, base_dir: Path, encode: Encoder | None, seed: int, *, config_file: Path | None = None
 ) -> Mixture:
