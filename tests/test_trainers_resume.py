@@ -8,6 +8,7 @@ resume: each rank has its own dropout RNG stream, which the checkpoint must keep
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,9 +23,10 @@ import torch
 
 from trainers.config import TrainConfig
 from trainers.data.mixture import Mixture
+from trainers.checkpoints import discard_checkpoints
 from trainers.train import Prepared, check_output, train
 from tests.trainer_fixtures import (max_state_diff, pairs_data, run_training, scifact_pairs, scifact_slice,
-                                    subprocess_env, tiny_config, write_config)
+                                    subprocess_env, tiny_config, tiny_llama, tiny_llama_config, write_config)
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
 
@@ -127,8 +129,101 @@ def test_run_killed_right_after_writing_its_mixture_can_still_resume(tmp_path: P
     monkeypatch.setattr(Mixture, "save", save_then_die)
     # no model needed: a pairs source is not mined, and the run dies before the engine exists
     prepared = Prepared(config=cfg, config_path=None, output=output, base=None, encoder=None,  # type: ignore[arg-type]
-                        use_e5=True, device=torch.device("cpu"))
+                        use_e5=True, device=torch.device("cpu"), identity="this-training")
     with pytest.raises(_Killed):
         train(cfg, prepared=prepared, progress=False)
     assert (output / "data" / "mixture.jsonl").is_file()
-    check_output(output, cfg, None)  # raises TrainInputError if the output is not recognised
+    check_output(output, "this-training", None)  # raises TrainInputError if the output is not recognised
+
+
+# ---------------------------------------------------------------- kill points around the end of a run
+# A random-weight Llama (steps of milliseconds, in this process): what is tested is which steps a
+# re-run trains and which bytes it leaves, not what the model learns.
+
+def _tiny_run(tmp_path: Path, output: Path, **overrides: Any) -> TrainConfig:
+    base = tiny_llama(tmp_path / "llama")
+    pairs = tmp_path / "pairs.jsonl"
+    if not pairs.is_file():
+        scifact_pairs(pairs, n_queries=8)
+    return TrainConfig.model_validate(tiny_llama_config(pairs_data(pairs), output, base, save_every=1, **overrides))
+
+
+def _adapter(output: Path) -> bytes:
+    return (output / "model" / "adapter_model.safetensors").read_bytes()
+
+
+def test_a_complete_export_is_done_whatever_became_of_its_checkpoints(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after the export, during the checkpoints' deletion, or after it (before the harness
+    commits): the re-run trains 0 steps and leaves the adapter as it was."""
+    out = tmp_path / "out"
+    cfg = _tiny_run(tmp_path, out)
+    first = train(cfg, progress=False)
+    assert first.resumed_from == 0 and first.steps == 3
+    adapter, stamp = _adapter(out), (out / "model" / "adapter_model.safetensors").stat().st_mtime_ns
+
+    def rerun_trains_nothing() -> None:
+        again = train(cfg, progress=False)
+        assert (again.resumed_from, again.steps, again.losses) == (3, 3, first.losses)
+        assert (out / "model" / "adapter_model.safetensors").stat().st_mtime_ns == stamp and _adapter(out) == adapter
+
+    rerun_trains_nothing()  # 1. killed after the export: every checkpoint still there
+
+    real_rmtree = shutil.rmtree
+
+    def killed_midway(path: Any, *args: Any, **kwargs: Any) -> None:
+        victim = next(p for p in Path(path).rglob("*") if p.is_file())
+        victim.unlink()  # part of the deletion done ...
+        raise _Killed  # ... then the process dies
+
+    monkeypatch.setattr(shutil, "rmtree", killed_midway)
+    with pytest.raises(_Killed):
+        discard_checkpoints(out)  # 2. killed during the deletion
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    assert not (out / "checkpoints").exists()  # whole or absent under its readable name, never half
+    assert [p.name for p in out.glob(".checkpoints.discard-*")]  # the half-deleted copy is under a name nobody reads
+    rerun_trains_nothing()
+    assert not list(out.glob(".checkpoints.discard-*"))  # and the re-run removed it
+
+    other = tmp_path / "other"  # 3. killed after a complete deletion, before the commit
+    cfg = _tiny_run(tmp_path, other)
+    train(cfg, progress=False)
+    assert discard_checkpoints(other) and not (other / "checkpoints").exists() and _adapter(other) == adapter
+    out, stamp = other, (other / "model" / "adapter_model.safetensors").stat().st_mtime_ns
+    rerun_trains_nothing()
+
+
+def test_moved_output_and_data_resume_exactly_whatever_the_cadence(tmp_path: Path) -> None:
+    """``harness train`` killed after step 2, its output and data folders moved, re-run with another
+    checkpoint and log cadence and another name: it resumes at step 2 and ends bit-identical to an
+    uninterrupted run (LoRA dropout 0.1: the dropout RNG is restored too). A changed byte is another model."""
+    from tests.helpers import cli
+
+    reference = train(_tiny_run(tmp_path, tmp_path / "uninterrupted"), progress=False)
+    expected = _adapter(tmp_path / "uninterrupted")
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tmp_path / "pairs.jsonl", run / "pairs.jsonl")
+    cfg = tiny_llama_config(pairs_data(Path("pairs.jsonl")), Path("out"), tmp_path / "llama", save_every=1)
+    write_config(cfg, run / "train.yaml")
+    assert cli("train", str(run / "train.yaml"), "--no-progress").exit_code == 0
+    shutil.rmtree(run / "out" / "checkpoints" / "step-000003")  # what a kill after step 2's checkpoint leaves
+    shutil.rmtree(run / "out" / "model")
+
+    moved = tmp_path / "moved" / "project"
+    moved.parent.mkdir()
+    shutil.move(str(run), str(moved))
+    write_config(cfg | {"save_every": 2, "log_every": 5, "name": "renamed"}, moved / "train.yaml")
+    result = cli("train", str(moved / "train.yaml"), "--no-progress")
+    assert result.exit_code == 0 and "resumed at step 2" in result.output, result.output
+    card = json.loads((moved / "out" / "model" / "training.json").read_text())
+    assert card["losses"] == reference.losses
+    assert _adapter(moved / "out") == expected
+
+    data = moved / "pairs.jsonl"
+    data.write_text(data.read_text().replace("e", "E", 1))
+    st = data.stat()
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # an edit later than the copy (the digest memo keys by mtime)
+    refused = cli("train", str(moved / "train.yaml"), "--no-progress")
+    assert refused.exit_code == 2 and "already holds a different model" in refused.output

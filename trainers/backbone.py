@@ -1,25 +1,31 @@
-"""The base model: load it, decide how it pools, make its tokenizer append the EOS, add LoRA.
+"""The base model: find it, identify it by content, decide how it pools, make its tokenizer append the EOS, add LoRA.
 
-Three facts drive this module. (1) GGUF checkpoints dequantize into a model that cannot be
-trained or saved, so a GGUF base is converted once into a dense copy (cached by the GGUF file's
-content hash) and training starts from that. (2) Tokenizers silently stopped appending the EOS
-that last-token pooling reads, so the tokenizer's post-processor is rewritten to append it and the
-result is checked, not trusted: the same tokenizer object is exported, so plain
-``SentenceTransformer(exported_dir)`` tokenises exactly as training did. (3) ``peft`` target
-modules that match nothing would otherwise train nothing without complaint.
+Four facts drive this module. (1) A base is identified by what it is, not where it lies: a local
+directory by the content of its files, a GGUF base by the chosen file's name and digest (two
+quantizations in one folder are two models), a hub id by the commit it resolves to; the
+training identity hashes that string (``BaseModel.content``). (2) GGUF checkpoints dequantize
+into a model that cannot be trained or saved, so a GGUF base is trained from a dense copy
+(``trainers.gguf``). (3) A sentence-transformers base says how it pools in its own Pooling module
+(``modules.json``), on the hub as on disk; that mode is used unless the recipe sets ``pooling:``.
+(4) Tokenizers silently stopped appending the EOS that last-token pooling reads, so the
+tokenizer's post-processor is rewritten to append it and the result is checked, not trusted: the
+same tokenizer object is exported, so plain ``SentenceTransformer(exported_dir)`` tokenises
+exactly as training did. (And ``peft`` target modules that match nothing would otherwise train
+nothing without complaint.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atomicio import atomic_directory
+from contentid import directory_fingerprint, file_digest
 from trainers.errors import TrainInputError
+from trainers.gguf import dense_copy_of_gguf
 from trainers.reference import ModelLocation
 
 DECODER_MARKERS = ("CausalLM", "LMHeadModel")
@@ -27,45 +33,70 @@ DECODER_MARKERS = ("CausalLM", "LMHeadModel")
 
 @dataclass(frozen=True)
 class BaseModel:
-    """A loadable base: where its weights are, how it pools, and what it was loaded from."""
+    """A loadable base: where its weights are, how it pools, what it is and what it was loaded from."""
 
     reference: str  # what the user wrote
     load_path: str  # directory or hub id that transformers loads (the dense copy for GGUF)
     architecture: str  # "decoder" | "encoder"
-    pooling: str  # "lasttoken" | "mean" | "cls"
+    pooling: str  # "lasttoken" | "mean" | "cls" (resolved: the recipe's, else the model's own, else by architecture)
     normalize: bool
+    content: str  # content identity: "path:<fingerprint>" | "gguf:<file>:<sha256>" | "hub:<id>@<commit>"
     gguf_file: str | None = None
-    revision: str | None = None  # hub bases only: the commit (or branch/tag) every load reads
+    revision: str | None = None  # hub bases only: the commit every load reads
+    gguf_sha256: str | None = None  # GGUF bases only: the digest of the chosen file (names its dense copy)
 
 
-def default_cache_dir() -> Path:
-    """Where converted GGUF copies live: ``$HARNESS_CACHE_DIR``, else ``~/.cache/harness`` (as evaluation's caches)."""
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "harness"
+def hub_cache_dir() -> str | None:
+    """``HF_HUB_CACHE`` as it is now (``huggingface_hub`` reads it once, at import)."""
+    return os.environ.get("HF_HUB_CACHE") or None
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _hub_file(repo_id: str, filename: str, revision: str | None) -> Path | None:
+    """A file of a hub model at ``revision`` (local cache first), or None when the model has no such file.
+
+    Offline, the local snapshot is all there is: a file it lacks counts as absent. Any other failure
+    (network, unknown repository) propagates to the caller, which names the config field.
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    hit = try_to_load_from_cache(repo_id, filename, revision=revision, cache_dir=hub_cache_dir())
+    if isinstance(hit, str):
+        return Path(hit)
+    if hit is not None:  # the cache records that the hub has no such file
+        return None
+    if _hub_offline() and filename != "config.json":
+        return None
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub_cache_dir()))
+    except RemoteEntryNotFoundError:
+        return None
+
+
+def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _st_pooling(root: Path) -> tuple[str | None, bool]:
-    """Pooling mode and normalisation saved in a sentence-transformers directory, if it is one."""
-    modules_file = root / "modules.json"
-    if not modules_file.is_file():
+FileFinder = Callable[[str], "Path | None"]  # relative name inside the model -> local file, or None if absent
+
+
+def _st_pooling(find: FileFinder) -> tuple[str | None, bool]:
+    """Pooling mode and normalisation saved in a sentence-transformers model, if it is one."""
+    modules_file = find("modules.json")
+    if modules_file is None:
         return None, False
     mode, normalize = None, False
     for module in _read_json(modules_file):
         kind = str(module.get("type", ""))
         if kind.endswith("Pooling"):
-            cfg = _read_json(root / module["path"] / "config.json")
+            pooling_file = find(f"{module['path']}/config.json".lstrip("/"))
+            cfg = _read_json(pooling_file) if pooling_file is not None else {}
             if cfg.get("pooling_mode_lasttoken"):
                 mode = "lasttoken"
             elif cfg.get("pooling_mode_cls_token"):
@@ -77,71 +108,10 @@ def _st_pooling(root: Path) -> tuple[str | None, bool]:
     return mode, normalize
 
 
-def dense_copy_of_gguf(gguf_path: Path, cache_dir: Path) -> Path:
-    """Dequantize a GGUF checkpoint once into a trainable fp32 directory, keyed by its content.
-
-    transformers refuses to train or save a GGUF-loaded model; clearing its quantizer marks makes
-    ``save_pretrained`` work and the reloaded model gives identical logits (see NOTES). The copy is
-    written to a temporary directory and renamed, so a kill never leaves half a copy behind.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    target = cache_dir / "dense" / _file_sha256(gguf_path)[:32]
-    if (target / "config.json").is_file():
-        return target
-    with atomic_directory(target) as tmp:
-        kwargs = {"gguf_file": gguf_path.name}
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.is_quantized = False
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return target
-
-
-def resolve_base(location: ModelLocation, *, gguf_file: str | None, pooling: str, cache_dir: Path,
-                 config_path: Path | None, field: str = "base_model", revision: str | None = None) -> BaseModel:
-    """Decide the load path, architecture and pooling of a base model from its own files."""
-    reference = location.value
-    if revision is not None and location.kind != "hub":
-        raise TrainInputError(config_path, "revision", f"'revision:' pins a hub model's commit, but {reference!r} is local",
-                              "remove it: a local model is identified by its files")
-    if location.kind == "hub":
-        from transformers import AutoConfig
-
-        try:
-            cfg = AutoConfig.from_pretrained(reference, revision=revision)
-        except Exception as exc:  # offline, or no such repository
-            raise TrainInputError(config_path, field, f"cannot load hub model {reference!r} ({type(exc).__name__})",
-                                  "check the id and network access, or point to a local directory") from None
-        arch = "decoder" if any(m in a for a in (cfg.architectures or []) for m in DECODER_MARKERS) else "encoder"
-        mode = pooling if pooling != "auto" else ("lasttoken" if arch == "decoder" else "mean")
-        return BaseModel(reference, reference, arch, mode, True, revision=revision)
-
-    path = Path(reference)
-    if path.is_file() and path.suffix == ".gguf":
-        path, gguf_file = path.parent, path.name
-    if gguf_file or (path.is_dir() and not (path / "config.json").exists() and any(path.glob("*.gguf"))):
-        if gguf_file is None:
-            found = sorted(p.name for p in path.glob("*.gguf"))
-            if len(found) != 1:
-                raise TrainInputError(config_path, "gguf_file", f"{len(found)} GGUF files in {path}", "name one with gguf_file:")
-            gguf_file = found[0]
-        if not (path / gguf_file).is_file():
-            raise TrainInputError(config_path, "gguf_file", f"{path / gguf_file} does not exist", "name a GGUF file in the model directory")
-        dense = dense_copy_of_gguf(path / gguf_file, cache_dir)
-        mode = pooling if pooling != "auto" else "lasttoken"
-        return BaseModel(reference, str(dense), "decoder", mode, True, gguf_file)
-    if not (path / "config.json").is_file():
-        raise TrainInputError(config_path, field, f"{path} holds no config.json (not a transformers model)",
-                              "point to a Hugging Face model directory, a sentence-transformers directory or a GGUF file")
-    cfg = _read_json(path / "config.json")
-    archs = " ".join(cfg.get("architectures") or [])
-    st_mode, st_norm = _st_pooling(path)
+def _decide(config: dict[str, Any], find: FileFinder, pooling: str) -> tuple[str, str, bool]:
+    """(architecture, pooling, normalize) from a model's config.json and its sentence-transformers modules."""
+    archs = " ".join(config.get("architectures") or [])
+    st_mode, st_norm = _st_pooling(find)
     arch = "decoder" if (any(m in archs for m in DECODER_MARKERS) or st_mode == "lasttoken") else "encoder"
     if pooling != "auto":
         mode = pooling
@@ -149,8 +119,75 @@ def resolve_base(location: ModelLocation, *, gguf_file: str | None, pooling: str
         mode = st_mode
     else:
         mode = "lasttoken" if arch == "decoder" else "mean"
-    normalize = st_norm if st_mode else True
-    return BaseModel(reference, str(path), arch, mode, normalize)
+    return arch, mode, (st_norm if st_mode else True)
+
+
+def _chosen_gguf(path: Path, gguf_file: str | None, config_path: Path | None) -> Path | None:
+    """The GGUF file a base reference means: the file itself, the named one, or a folder's only one."""
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if not (gguf_file or (path.is_dir() and not (path / "config.json").exists() and any(path.glob("*.gguf")))):
+        return None
+    if gguf_file is None:
+        found = sorted(p.name for p in path.glob("*.gguf"))
+        if len(found) != 1:
+            raise TrainInputError(config_path, "gguf_file", f"{len(found)} GGUF files in {path}", "name one with gguf_file:")
+        gguf_file = found[0]
+    if not (path / gguf_file).is_file():
+        raise TrainInputError(config_path, "gguf_file", f"{path / gguf_file} does not exist", "name a GGUF file in the model directory")
+    return path / gguf_file
+
+
+def gguf_content(gguf: Path) -> tuple[str, str]:
+    """(content identity, sha256) of a GGUF base: the chosen file's name and bytes, nothing else of its folder
+    (the tokenizer is inside the file; another quantization beside it is another model)."""
+    digest = file_digest(gguf)
+    return f"gguf:{gguf.name}:{digest}", digest
+
+
+def _hub_base(reference: str, pooling: str, revision: str | None, config_path: Path | None, field: str) -> BaseModel:
+    try:
+        config_file = _hub_file(reference, "config.json", revision)
+        if config_file is None:
+            raise FileNotFoundError("config.json")
+        commit = config_file.parent.name  # <cache>/models--org--name/snapshots/<commit>/config.json
+        arch, mode, normalize = _decide(_read_json(config_file), lambda rel: _hub_file(reference, rel, commit), pooling)
+    except Exception as exc:  # offline and not cached, no such repository or revision, network
+        raise TrainInputError(config_path, field, f"cannot load hub model {reference!r} at revision {revision or 'main'!r} "
+                              f"({type(exc).__name__})",
+                              "check the id, the revision and network access (or HF_HUB_OFFLINE and HF_HUB_CACHE), "
+                              "or point to a local directory") from None
+    return BaseModel(reference=reference, load_path=reference, architecture=arch, pooling=mode, normalize=normalize,
+                     content=f"hub:{reference}@{commit}", revision=commit)
+
+
+def resolve_base(location: ModelLocation, *, gguf_file: str | None, pooling: str, cache_dir: Path,
+                 config_path: Path | None, field: str = "base_model", revision: str | None = None) -> BaseModel:
+    """Decide the load path, content identity, architecture and pooling of a base model from its own files.
+
+    ``cache_dir`` receives the dense copy of a GGUF base (see ``trainers.gguf``); nothing else is written.
+    """
+    reference = location.value
+    if revision is not None and location.kind != "hub":
+        raise TrainInputError(config_path, "revision", f"'revision:' pins a hub model's commit, but {reference!r} is local",
+                              "remove it: a local model is identified by its files")
+    if location.kind == "hub":
+        return _hub_base(reference, pooling, revision, config_path, field)
+    path = Path(reference)
+    gguf = _chosen_gguf(path, gguf_file, config_path)
+    if gguf is not None:
+        content, digest = gguf_content(gguf)
+        dense = dense_copy_of_gguf(gguf, cache_dir)
+        return BaseModel(reference=reference, load_path=str(dense), architecture="decoder",
+                         pooling=pooling if pooling != "auto" else "lasttoken", normalize=True,
+                         content=content, gguf_file=gguf.name, gguf_sha256=digest)
+    if not (path / "config.json").is_file():
+        raise TrainInputError(config_path, field, f"{path} holds no config.json (not a transformers model)",
+                              "point to a Hugging Face model directory, a sentence-transformers directory or a GGUF file")
+    arch, mode, normalize = _decide(_read_json(path / "config.json"),
+                                    lambda rel: path / rel if (path / rel).is_file() else None, pooling)
+    return BaseModel(reference=reference, load_path=str(path), architecture=arch, pooling=mode, normalize=normalize,
+                     content=f"path:{directory_fingerprint(path)}")
 
 
 def appends_eos(tokenizer: Any) -> bool:
@@ -197,7 +234,7 @@ def make_tokenizer_append_eos(tokenizer: Any, source: str, config_path: Path | N
 def load_tokenizer(base: BaseModel, config_path: Path | None) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base.load_path, revision=base.revision)
+    tokenizer = AutoTokenizer.from_pretrained(base.load_path, revision=base.revision, cache_dir=hub_cache_dir())
     tokenizer.padding_side = "right"
     if base.pooling == "lasttoken":
         make_tokenizer_append_eos(tokenizer, base.reference, config_path)
@@ -212,7 +249,8 @@ def load_backbone(base: BaseModel, dtype: str = "float32") -> Any:
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(base.load_path, dtype=getattr(torch, dtype), revision=base.revision)
+    model = AutoModel.from_pretrained(base.load_path, dtype=getattr(torch, dtype), revision=base.revision,
+                                      cache_dir=hub_cache_dir())
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False  # an embedder never decodes; a KV cache only costs memory and recompiles
     return model

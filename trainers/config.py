@@ -8,15 +8,12 @@ unknown field is an error with the closest valid name rather than a silently ign
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from inputio import read_yaml_mapping
+from inputio import field_problem, read_yaml_mapping
 from trainers.data.spec import DataSpec
 from trainers.errors import TrainInputError
 
@@ -61,9 +58,11 @@ class TrainConfig(_Strict):
     query_max_length: int = Field(128, ge=4)
     passage_max_length: int = Field(256, ge=4)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    gradient_checkpointing: bool = False
-    uncheckpointed_layers: int = Field(0, ge=0)  # selective: the first N blocks keep activations (spare memory -> speed)
-    compile: bool = False  # torch.compile each decoder block (GPU: 1.45x measured; LoRA dropout 0 recommended)
+    # Execution settings (trainers.execution): null = auto, chosen for the device (CPU: off; CUDA: on, with as
+    # many blocks keeping their activations as free memory allows).
+    gradient_checkpointing: bool | None = None
+    uncheckpointed_layers: int | None = Field(None, ge=0)  # selective: the first N blocks keep activations (spare memory -> speed)
+    compile: bool | None = None  # torch.compile each decoder block (GPU: 1.45x measured; LoRA dropout 0 recommended)
     deepspeed: DeepSpeedSpec | None = None
     seed: int = 42
     save_every: int = Field(50, ge=1)
@@ -80,19 +79,26 @@ class TrainConfig(_Strict):
             raise ValueError("give either max_steps or epochs, not both")
         if self.mini_batch_size and self.mini_batch_size > self.batch_size:
             raise ValueError("mini_batch_size must not exceed batch_size")
+        if self.batch_size == 1 and self.hard_negatives == 0:
+            raise ValueError("batch_size 1 with hard_negatives 0 gives each query one candidate, its own positive: the loss "
+                             "is constant and nothing trains; raise batch_size (in-batch negatives) or hard_negatives")
         return self
 
-    def identity(self) -> str:
-        """Hash of everything that changes the trained weights (not logging or output location)."""
-        blob = self.model_dump(mode="json", exclude={"output", "log_every", "name", "device"})
-        if blob.get("revision") is None:
-            blob.pop("revision", None)  # unset: the identity of every config written before the field existed
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+    def recipe(self) -> dict[str, Any]:
+        """The fields that change the trained weights as they are written (``trainers.identity`` adds
+        the base model, the data and the pooling by content). See ``EXECUTION`` for what is left out."""
+        return self.model_dump(mode="json", exclude=EXECUTION | BY_CONTENT)
 
 
-def _closest(name: str, model: type[BaseModel]) -> str:
-    match = difflib.get_close_matches(name, list(model.model_fields), n=1)
-    return f"did you mean '{match[0]}'?" if match else f"valid fields: {', '.join(model.model_fields)}"
+# Where and how a run executes, not what it computes: output location, logging and checkpoint
+# cadence (a resume is exact whatever the cadence), the device, and the memory/speed settings whose
+# loss and gradients are those of the plain full batch (GradCache, gradient checkpointing, compile).
+# Changing them must neither retrain nor block a resume.
+EXECUTION = frozenset({"name", "output", "log_every", "save_every", "device", "mini_batch_size",
+                       "gradient_checkpointing", "uncheckpointed_layers", "compile"})
+# Hashed by what they point to, not as written: the base model (content, resolved pooling), the
+# miner and the data (file contents).
+BY_CONTENT = frozenset({"base_model", "gguf_file", "revision", "miner", "pooling", "data"})
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -104,14 +110,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or None
-        if err["type"] == "extra_forbidden":
-            fix = _closest(str(err["loc"][-1]), TrainConfig) if len(err["loc"]) == 1 else "remove the field or fix its name"
-            raise TrainInputError(path, field, "unknown field", fix) from None
-        more = len(exc.errors()) - 1
-        problem = err["msg"] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-        raise TrainInputError(path, field, problem, "see docs/training.md for the config reference") from None
+        top_level = len(exc.errors()[0]["loc"]) == 1
+        found = field_problem(exc, allowed=list(TrainConfig.model_fields) if top_level else None, docs="docs/training.md")
+        raise TrainInputError(path, found.field, found.problem, found.fix) from None
 
 
 def resolved_dict(config: TrainConfig) -> dict[str, Any]:

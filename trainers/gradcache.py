@@ -49,17 +49,28 @@ def _chunks(batch: dict[str, torch.Tensor], size: int | None) -> Iterator[dict[s
         yield {k: v[:, :width] for k, v in sub.items()}
 
 
-def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor]]:
-    return torch.get_rng_state(), ([torch.cuda.get_rng_state(d) for d in range(torch.cuda.device_count())] if torch.cuda.is_available() else [])
+RngState = tuple[torch.Tensor, "int | None", "torch.Tensor | None"]  # CPU state, CUDA device index, its state
+
+
+def _rng_state(device: Any) -> RngState:
+    """The generators a mini-batch's dropout draws from: the CPU's, and the model's CUDA device's
+    (only that one: on an 8-GPU node, every rank touching all eight generators per pass is waste)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return torch.get_rng_state(), None, None
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    return torch.get_rng_state(), index, torch.cuda.get_rng_state(index)
 
 
 @contextlib.contextmanager
-def _replay(state: tuple[torch.Tensor, list[torch.Tensor]]) -> Iterator[None]:
-    devices = list(range(len(state[1])))
-    with torch.random.fork_rng(devices=devices):
-        torch.set_rng_state(state[0])
-        for d, s in zip(devices, state[1]):
-            torch.cuda.set_rng_state(s, d)
+def _replay(state: RngState) -> Iterator[None]:
+    """Run the block from ``state`` (the mini-batch draws its first pass's masks again), then put
+    the generators back where they were, so the replays consume nothing."""
+    cpu, index, cuda = state
+    with torch.random.fork_rng(devices=[index] if index is not None else []):
+        torch.set_rng_state(cpu)
+        if index is not None:
+            torch.cuda.set_rng_state(cuda, index)
         yield
 
 
@@ -68,19 +79,25 @@ def _split(docs: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward, *, temperature: float,
-                     mini_batch_size: int | None, device: Any, autocast: Callable[[], Any]) -> float:
-    """Forward and backward of one step; returns the loss value. The caller steps the optimizer."""
-    move = lambda part: {k: v.to(device) for k, v in part.items()}  # noqa: E731
+                     mini_batch_size: int | None, device: Any, autocast: Callable[[], Any]) -> torch.Tensor:
+    """Forward and backward of one step; returns the (detached, on-device) loss. The caller steps the optimizer.
+
+    Only the embeddings are computed under ``autocast``; the loss is fp32 in both paths
+    (``info_nce``), so GradCache changes the memory a step needs, not the model it trains. The loss
+    stays on the device: reading it (a host sync) is the caller's choice, at its logging steps.
+    """
+    move = lambda part: {k: v.to(device, non_blocking=True) for k, v in part.items()}  # noqa: E731
     b = batch.size
-    in_batch = batch.in_batch.to(device)
+    # decided on the host (the batch is built there): no device-to-host sync in the step
+    in_batch = None if bool(batch.in_batch.all()) else batch.in_batch.to(device)
     if not mini_batch_size:
         with autocast():
             q = encode(move(batch.queries))
             d = encode(move(batch.documents))
-            pos, neg = _split(d, b)
-            loss = info_nce(q, pos, neg, temperature=temperature, in_batch=in_batch)
+        pos, neg = _split(d, b)
+        loss = info_nce(q, pos, neg, temperature=temperature, in_batch=in_batch)
         backward(loss, True)
-        return float(loss.detach())
+        return loss.detach()
 
     pieces: list[tuple[dict[str, torch.Tensor], Any]] = []
     reps: list[torch.Tensor] = []
@@ -88,13 +105,13 @@ def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward
     with torch.no_grad():
         for part in (batch.queries, batch.documents):
             for chunk in _chunks(part, mini_batch_size):
-                state = _rng_state()
+                state = _rng_state(device)
                 with autocast():
                     reps.append(encode(move(chunk)).detach())
                 pieces.append((chunk, state))
             n_q = n_q or len(pieces)
-    q_rep = torch.cat(reps[:n_q]).requires_grad_()
-    d_rep = torch.cat(reps[n_q:]).requires_grad_()
+    q_rep = torch.cat(reps[:n_q]).float().requires_grad_()
+    d_rep = torch.cat(reps[n_q:]).float().requires_grad_()
     pos, neg = _split(d_rep, b)
     loss = info_nce(q_rep, pos, neg, temperature=temperature, in_batch=in_batch)
     loss.backward()
@@ -103,6 +120,6 @@ def contrastive_step(encode: Encode, batch: ContrastiveBatch, backward: Backward
     for i, ((chunk, state), grad) in enumerate(zip(pieces, grads)):
         with _replay(state), autocast():
             emb = encode(move(chunk))
-            surrogate = (emb * grad).sum()
+        surrogate = (emb.float() * grad).sum()
         backward(surrogate, i == len(pieces) - 1)
-    return float(loss.detach())
+    return loss.detach()

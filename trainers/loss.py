@@ -33,11 +33,24 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 def info_nce(queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, temperature: float,
              in_batch: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy of each local query against the global document pool.
+    """Mean cross-entropy of each local query against the global document pool, in fp32.
 
     ``queries``/``positives``: ``[B, d]``; ``negatives``: ``[B * k, d]``, example ``i``'s at rows
-    ``i*k .. i*k+k-1``; ``in_batch``: ``[B]`` bool, False rows see only their own documents.
+    ``i*k .. i*k+k-1``; ``in_batch``: ``[B]`` bool, False rows see only their own documents (None:
+    every row sees every document; callers pass None when all are True, decided on the host, so
+    the step needs no device-to-host sync).
+
+    The logits and the cross-entropy are computed in fp32 whatever autocast the caller runs under:
+    at temperature 0.02 a cosine is multiplied by 50, and bf16's 8-bit mantissa would put an error
+    of ~0.2 into every logit. GradCache computes its loss outside autocast; computing it here in fp32
+    too makes the same recipe give the same model with or without it.
     """
+    with torch.autocast(queries.device.type, enabled=False):
+        return _info_nce(queries.float(), positives.float(), negatives.float(), temperature, in_batch)
+
+
+def _info_nce(queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, temperature: float,
+              in_batch: torch.Tensor | None) -> torch.Tensor:
     rank, _ = world()
     b = queries.shape[0]
     k = negatives.shape[0] // b if b else 0
@@ -46,12 +59,24 @@ def info_nce(queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Te
     docs = torch.cat([all_pos, all_neg], dim=0)
     logits = queries @ docs.T / temperature
     labels = torch.arange(b, device=queries.device) + rank * b
-    if in_batch is not None and not bool(in_batch.all()):
+    if in_batch is not None:
         n_pos = all_pos.shape[0]
+        rows = torch.arange(b, device=logits.device)
         own = torch.zeros_like(logits, dtype=torch.bool)
-        own[torch.arange(b), labels] = True
+        own[rows, labels] = True
         for j in range(k):
-            own[torch.arange(b), n_pos + labels * k + j] = True
+            own[rows, n_pos + labels * k + j] = True
         keep = own | in_batch.to(logits.device).unsqueeze(1)
         logits = logits.masked_fill(~keep, float("-inf"))
     return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def global_mean(loss: torch.Tensor) -> torch.Tensor:
+    """The mean of every process's loss (each the mean over its equal share of the global batch):
+    the loss of the whole batch, as one process would report it. Stays on the device (no sync)."""
+    _, size = world()
+    if size == 1:
+        return loss
+    total = loss.detach().clone()
+    dist.all_reduce(total)
+    return total / size

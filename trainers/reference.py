@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-class ReferenceError_(ValueError):
-    """A reference that cannot point anywhere; callers turn it into their own input error."""
+class ModelReferenceError(ValueError):
+    """A model reference that cannot point anywhere (no such package, sub-directory or local path);
+    callers turn it into their own input error, naming their own file and field."""
 
     def __init__(self, problem: str, fix: str) -> None:
         super().__init__(problem)
@@ -33,17 +34,17 @@ class ModelLocation:
 
 
 def locate_model(ref: str, base_dir: Path) -> ModelLocation:
-    """Resolve ``pkg:``, a path (relative to ``base_dir``) or a hub id; raise ``ReferenceError_`` if it cannot exist."""
+    """Resolve ``pkg:``, a path (relative to ``base_dir``) or a hub id; raise ``ModelReferenceError`` if it cannot exist."""
     if ref.startswith("pkg:"):
         module, _, sub = ref[4:].partition("/")
         spec = importlib.util.find_spec(module) if module else None
         if spec is None or not spec.submodule_search_locations:
-            raise ReferenceError_(f"Python package {module!r} is not installed",
+            raise ModelReferenceError(f"Python package {module!r} is not installed",
                                   f"install it (e.g. pip install {module.replace('_', '-')}) or point to a directory")
         root = Path(next(iter(spec.submodule_search_locations)))
         path = (root / sub).resolve() if sub else root.resolve()
         if not path.exists():
-            raise ReferenceError_(f"{path} does not exist inside package {module!r}", "check the sub-directory after 'pkg:<module>/'")
+            raise ModelReferenceError(f"{path} does not exist inside package {module!r}", "check the sub-directory after 'pkg:<module>/'")
         return ModelLocation("path", str(path))
     candidate = Path(ref).expanduser()
     if not candidate.is_absolute():
@@ -51,5 +52,5 @@ def locate_model(ref: str, base_dir: Path) -> ModelLocation:
     if candidate.exists():
         return ModelLocation("path", str(candidate.resolve()))
     if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
-        raise ReferenceError_(f"local model path {candidate} does not exist", "fix the path (relative paths are relative to the config file)")
+        raise ModelReferenceError(f"local model path {candidate} does not exist", "fix the path (relative paths are relative to the config file)")
     return ModelLocation("hub", ref)

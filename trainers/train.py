@@ -6,10 +6,15 @@ the loop because the three things that make E5 training right sit between those 
 that composes with ZeRO-3 (one reduction per step), negatives gathered across processes, and an
 EOS that is checked on every batch (docs/training.md lists each place and why).
 
-Resumption is exact: batch ``k`` is a pure function of (seed, k, data), checkpoints hold the
-optimizer, scheduler and RNG states, and a checkpoint directory only exists once complete (it is
-written under a temporary name and renamed), so ``kill -9`` at any point then a re-run ends with
-the adapter an uninterrupted run would have produced.
+No step is trained twice. An output folder is one training, named by its content identity
+(``trainers.identity``: base, data and recipe by content, never paths), so a moved output or data
+folder resumes. Resumption is exact: batch ``k`` is a pure function of (seed, k, data), checkpoints
+hold the optimizer, scheduler and RNG states and are whole or absent (``trainers.checkpoints``), so
+``kill -9`` at any point then a re-run ends with the adapter an uninterrupted run would have
+produced; and a complete export is done, with or without its checkpoints.
+
+The step loop does not wait for the device: the loss stays there and is read at logging and
+checkpoint steps only.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,24 +32,27 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from atomicio import atomic_write_json, publish_directory
-from atomicio import remove_stale_temporaries as remove_stale_files
-from trainers.backbone import (BaseModel, add_lora, compile_layers, default_cache_dir, enable_checkpointing, load_backbone,
+from atomicio import atomic_write_json
+from trainers.backbone import (BaseModel, add_lora, compile_layers, decoder_layers, enable_checkpointing, load_backbone,
                                load_tokenizer, resolve_base)
+from trainers.checkpoints import checkpoints, load_rng, remove_abandoned, save_checkpoint
 from trainers.config import TrainConfig
-from trainers.data.mixture import Mixture, build_mixture
+from trainers.data.content import data_content
+from trainers.data.mixture import Mixture, build_mixture, check_negatives_possible
 from trainers.encoder import TextEncoder
-from trainers.engine import DeepSpeedEngine, PlainEngine, rng_state, set_rng_state, steps_for
+from trainers.engine import DeepSpeedEngine, PlainEngine, steps_for
 from trainers.errors import TrainInputError
+from trainers.execution import Execution, resolve_execution
 from trainers.export import MODEL_DIR, export_model
 from trainers.gradcache import ContrastiveBatch, contrastive_step
-from trainers.loss import world
-from trainers.reference import ReferenceError_, locate_model
+from trainers.identity import training_identity, uses_e5
+from trainers.loss import global_mean, world
+from trainers.reference import ModelReferenceError, locate_model
 from trainers.templates import format_query
 
 CONFIG_FILE = "train_config.json"
-CHECKPOINTS = "checkpoints"
 MIXTURE_FILE = "data/mixture.jsonl"
+CACHE_DIR = "cache"  # a standalone run's caches (dense GGUF copies) when HARNESS_CACHE_DIR is unset
 
 
 @dataclass
@@ -59,6 +66,10 @@ class Prepared:
     encoder: TextEncoder
     use_e5: bool
     device: torch.device
+    identity: str = ""  # trainers.identity.training_identity: what the output folder holds
+    cache_dir: Path | None = None
+    miner: BaseModel | None = None  # the mining model when it is not the base and negatives are mined
+    execution: Execution | None = None
 
 
 @dataclass
@@ -80,19 +91,25 @@ def default_output(config: TrainConfig, config_path: Path | None) -> Path:
     return (Path.cwd() / "runs" / "train" / stem).resolve()
 
 
-def check_output(output: Path, config: TrainConfig, config_path: Path | None) -> None:
+def standalone_cache_dir(output: Path) -> Path:
+    """Caches of a run outside the harness: ``$HARNESS_CACHE_DIR``, else ``<output>/cache`` (never ``~/``)."""
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    return Path(env).expanduser() if env else output / CACHE_DIR
+
+
+def check_output(output: Path, identity: str, config_path: Path | None) -> None:
     """An output folder may be empty, or hold this very training (resume) — never another model."""
     if output.exists() and not output.is_dir():
         raise TrainInputError(config_path, "output", f"{output} is a file", "choose a directory for --output")
-    if not output.is_dir() or not any(output.iterdir()):
+    if not output.is_dir() or not any(p.name != CACHE_DIR for p in output.iterdir()):
         return
     marker = output / CONFIG_FILE
     if not marker.is_file():
         raise TrainInputError(config_path, "output", f"{output} is not empty and holds no training run",
                               "choose an empty or new --output directory")
     saved = json.loads(marker.read_text(encoding="utf-8"))
-    if saved.get("identity") != config.identity():
-        raise TrainInputError(config_path, "output", f"{output} already holds a different model (its config differs)",
+    if saved.get("identity") != identity:
+        raise TrainInputError(config_path, "output", f"{output} already holds a different model (its base, data or recipe differs)",
                               "choose another --output directory, or delete that one to retrain")
 
 
@@ -104,55 +121,88 @@ def _device(spec: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _resolve_model(ref: str, *, gguf_file: str | None, pooling: str, revision: str | None, field_name: str,
+                   base_dir: Path, cache_dir: Path, config_path: Path | None) -> BaseModel:
+    try:
+        location = locate_model(ref, base_dir)
+    except ModelReferenceError as exc:
+        raise TrainInputError(config_path, field_name, exc.problem, exc.fix) from None
+    return resolve_base(location, gguf_file=gguf_file, pooling=pooling, cache_dir=cache_dir, config_path=config_path,
+                        field=field_name, revision=revision)
+
+
+def identify(config: TrainConfig, *, config_path: Path | None, cache_dir: Path) -> tuple[str, BaseModel, BaseModel | None]:
+    """(training identity, base, miner if negatives are mined with one): what an output folder of
+    this config holds, by content (``trainers.identity``). Reads files, loads no weights; a GGUF
+    base's dense copy is built in ``cache_dir`` if missing."""
+    base_dir = config_path.parent if config_path else Path.cwd()
+    data, mines = data_content(config.data, base_dir, config_path)  # first: a missing data file costs no model
+    base = _resolve_model(config.base_model, gguf_file=config.gguf_file, pooling=config.pooling, revision=config.revision,
+                          field_name="base_model", base_dir=base_dir, cache_dir=cache_dir, config_path=config_path)
+    miner = None
+    if config.miner is not None and mines:
+        miner = _resolve_model(config.miner, gguf_file=None, pooling="auto", revision=None, field_name="miner",
+                               base_dir=base_dir, cache_dir=cache_dir, config_path=config_path)
+    return training_identity(config, base, data, miner), base, miner
+
+
 def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Path | None = None,
             cache_dir: Path | None = None) -> Prepared:
-    """Validate everything that can be validated and load the model; writes nothing but caches."""
-    base_dir = config_path.parent if config_path else Path.cwd()
+    """Validate everything that can be validated and load the model; writes nothing but caches.
+
+    ``cache_dir`` receives the dense copy of a GGUF base (the harness passes its run folder's
+    ``cache/``); by default :func:`standalone_cache_dir`.
+    """
     out = output.resolve() if output else default_output(config, config_path)
-    check_output(out, config, config_path)
     if config.precision == "fp16" and config.deepspeed is None:
         raise TrainInputError(config_path, "precision", "fp16 needs loss scaling, which the plain engine does not do",
                               "use precision: bf16, or fp16 together with deepspeed:")
-    try:
-        location = locate_model(config.base_model, base_dir)
-    except ReferenceError_ as exc:
-        raise TrainInputError(config_path, "base_model", exc.problem, exc.fix) from None
-    cache = cache_dir or default_cache_dir()
-    base = resolve_base(location, gguf_file=config.gguf_file, pooling=config.pooling, cache_dir=cache, config_path=config_path,
-                        revision=config.revision)
+    # before any data is read or mined: a source that cannot give hard_negatives per example
+    check_negatives_possible(config.data, config_path.parent if config_path else Path.cwd(), config.hard_negatives, config_path)
+    cache = cache_dir or standalone_cache_dir(out)
+    identity, base, miner = identify(config, config_path=config_path, cache_dir=cache)
+    check_output(out, identity, config_path)
     tokenizer = load_tokenizer(base, config_path)
     torch.manual_seed(config.seed)
     backbone = load_backbone(base, "float32")
-    if config.gradient_checkpointing:
-        enable_checkpointing(backbone, keep_layers=config.uncheckpointed_layers)
+    device = _device(config.device)
+    execution = resolve_execution(config, device, backbone, len(decoder_layers(backbone)))
+    if execution.gradient_checkpointing:
+        enable_checkpointing(backbone, keep_layers=execution.uncheckpointed_layers)
     if config.lora is not None:
         backbone = add_lora(backbone, r=config.lora.r, alpha=config.lora.alpha, dropout=config.lora.dropout,
                             target_modules=config.lora.target_modules, config_path=config_path)
-    if config.compile:
+    if execution.compile:
         compile_layers(backbone)
-    use_e5 = config.instructions == "e5" or (config.instructions == "auto" and base.architecture == "decoder")
     encoder = TextEncoder(backbone, tokenizer, base.pooling, base.normalize)
-    return Prepared(config, config_path, out, base, encoder, use_e5, _device(config.device))
+    return Prepared(config, config_path, out, base, encoder, uses_e5(config, base), device, identity=identity,
+                    cache_dir=cache, miner=miner, execution=execution)
 
 
-def mining_encoder(prep: Prepared, cache_dir: Path | None) -> TextEncoder:
+def mining_encoder(prep: Prepared) -> TextEncoder:
     """The base model itself, or ``miner:`` (e.g. a small encoder mining for a 7B decoder)."""
-    cfg = prep.config
-    if cfg.miner is None:
+    if prep.config.miner is None:
         return prep.encoder
-    base_dir = prep.config_path.parent if prep.config_path else Path.cwd()
-    try:
-        location = locate_model(cfg.miner, base_dir)
-    except ReferenceError_ as exc:
-        raise TrainInputError(prep.config_path, "miner", exc.problem, exc.fix) from None
-    cache = cache_dir or default_cache_dir()
-    base = resolve_base(location, gguf_file=None, pooling="auto", cache_dir=cache, config_path=prep.config_path, field="miner")
+    base = prep.miner
+    if base is None:  # prepared by hand (a test) or no source mines: resolve it now
+        base = _resolve_model(prep.config.miner, gguf_file=None, pooling="auto", revision=None, field_name="miner",
+                              base_dir=prep.config_path.parent if prep.config_path else Path.cwd(),
+                              cache_dir=prep.cache_dir or standalone_cache_dir(prep.output), config_path=prep.config_path)
     return TextEncoder(load_backbone(base), load_tokenizer(base, prep.config_path), base.pooling, base.normalize)
 
 
-def make_mining_encoder(encoder: TextEncoder, device: torch.device, config: TrainConfig) -> Callable[[list[str], bool], np.ndarray]:
-    """Embed with the *base* model (LoRA B starts at zero, dropout off) for hard-negative mining."""
+def make_mining_encoder(load: Callable[[], TextEncoder], device: torch.device,
+                        config: TrainConfig) -> Callable[[list[str], bool], np.ndarray]:
+    """Embed with the *base* model (LoRA B starts at zero, dropout off) for hard-negative mining.
+
+    The model is loaded on first use: a mixture without mined sources never loads a miner.
+    """
+    loaded: list[TextEncoder] = []
+
     def encode(texts: list[str], is_query: bool) -> np.ndarray:
+        if not loaded:
+            loaded.append(load())
+        encoder = loaded[0]
         limit = config.query_max_length if is_query else config.passage_max_length
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # length-sorted batches: little padding
         out: np.ndarray | None = None
@@ -173,87 +223,42 @@ def make_mining_encoder(encoder: TextEncoder, device: torch.device, config: Trai
     return encode
 
 
+def process_group_backend(device: torch.device) -> str:
+    """NCCL between GPUs, gloo between CPU processes."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
 def _init_distributed(device: torch.device) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(process_group_backend(device))
         if device.type == "cuda":
             torch.cuda.set_device(device)
-
-
-def _checkpoints(output: Path) -> list[tuple[int, Path]]:
-    root = output / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = []
-    for p in root.iterdir():
-        if p.is_dir() and p.name.startswith("step-") and (p / "complete.json").is_file():
-            found.append((int(p.name.split("-")[1]), p))
-    return sorted(found)
-
-
-def _rng_file(directory: Path, rank: int) -> Path:
-    return directory / f"rng-rank{rank:03d}.pt"
-
-
-def _save_checkpoint(engine: Any, output: Path, step: int, client: dict[str, Any]) -> None:
-    """Engine state plus one RNG file per rank, in a temporary directory renamed once complete.
-
-    The RNG state is per rank because each rank draws its own dropout masks (its local batch has
-    its own shapes): restoring rank 0's generators on every rank would change the masks of the
-    other ranks after a resume.
-    """
-    rank, size = world()
-    root = output / CHECKPOINTS
-    tmp = root / f".tmp-step-{step:06d}"
-    final = root / f"step-{step:06d}"
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    if size > 1:
-        dist.barrier()
-    engine.save(tmp, client)
-    torch.save(rng_state(), _rng_file(tmp, rank))
-    if size > 1:
-        dist.barrier()
-    if rank == 0:
-        atomic_write_json(tmp / "complete.json", {"step": step})
-        publish_directory(tmp, final)
-        for old_step, old in _checkpoints(output)[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
-    if size > 1:
-        dist.barrier()
-
-
-def _load_rng(directory: Path, rank: int) -> None:
-    """This rank's generators from the checkpoint (rank 0's if the run had fewer processes)."""
-    path = _rng_file(directory, rank)
-    if not path.is_file():
-        path = _rng_file(directory, 0)
-    set_rng_state(torch.load(path, map_location="cpu", weights_only=False))
-
-
-def remove_abandoned(output: Path) -> list[Path]:
-    """Delete what a killed run leaves: half-written checkpoints, exports and files.
-
-    All are written under temporary names and renamed when complete (checkpoints ``.tmp-step-*``,
-    the export ``.model.tmp-*``, single files ``.NAME.*.tmp`` from atomicio), so anything still
-    under such a name was abandoned mid-write; one training owns an output directory, so nothing
-    else writes there. Returns the directories removed.
-    """
-    stale = list((output / CHECKPOINTS).glob(".tmp-step-*")) + list(output.glob(f".{MODEL_DIR}.tmp-*"))
-    for path in stale:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    remove_stale_files(output)
-    return stale
 
 
 def _batch_texts(examples: list[Any], k: int, use_e5: bool) -> tuple[list[str], list[str], list[bool]]:
     queries = [format_query(e.instruction, e.query) if use_e5 else e.query for e in examples]
     docs = [e.positive for e in examples] + [n for e in examples for n in e.negatives[:k]]
     return queries, docs, [bool(e.in_batch_negatives) for e in examples]
+
+
+def _allocator_retries(device: torch.device) -> str:
+    """On CUDA, how often the caching allocator had to free its cache and retry (each retry
+    synchronises the device): the usual cause of a step time that jumps from one step to the next
+    when memory is nearly full and batch shapes vary. Shown only when it happened; the remedy is
+    ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` or fewer kept blocks."""
+    if device.type != "cuda":
+        return ""
+    retries = int(torch.cuda.memory_stats(device).get("num_alloc_retries", 0))
+    return f"  allocator retries {retries}" if retries else ""
+
+
+def _done(model_dir: Path, identity: str, total_steps: int) -> dict[str, Any] | None:
+    """The card of a complete export of this training (checkpoints or not), else None."""
+    try:
+        card = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return card if card.get("config_identity") == identity and card.get("steps") == total_steps else None
 
 
 def train(config: TrainConfig, *, config_path: Path | None = None, output: Path | None = None,
@@ -273,17 +278,18 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
         mixture = Mixture.load(mixture_path)
     else:
         base_dir = prep.config_path.parent if prep.config_path else Path.cwd()
-        mixture = build_mixture(cfg.data, base_dir, make_mining_encoder(mining_encoder(prep, cache_dir), device, cfg), cfg.seed,
+        mixture = build_mixture(cfg.data, base_dir, make_mining_encoder(lambda: mining_encoder(prep), device, cfg), cfg.seed,
                                 config_file=prep.config_path)
     global_batch = cfg.batch_size
     if global_batch % size:
         raise TrainInputError(prep.config_path, "batch_size", f"{global_batch} is not divisible by {size} processes",
                               "choose a batch_size that is a multiple of the number of processes")
     mixture.check_batch_size(global_batch)
+    mixture.check_negatives(cfg.hard_negatives, prep.config_path)
     # Everything is validated (bad input has written nothing). The marker goes first: a run killed
     # after writing anything else must still be recognised as this training, or it could never resume.
     if rank == 0:
-        atomic_write_json(out / CONFIG_FILE, {"identity": cfg.identity(), "config": cfg.model_dump(mode="json"),
+        atomic_write_json(out / CONFIG_FILE, {"identity": prep.identity, "config": cfg.model_dump(mode="json"),
                                               "config_path": str(prep.config_path) if prep.config_path else None})
         if not mixture_path.is_file():
             mixture.save(mixture_path)
@@ -294,12 +300,10 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
     local_batch = global_batch // size
     total_steps = cfg.max_steps or steps_for(total_examples, global_batch, cfg.epochs or 1.0)
     model_dir = out / MODEL_DIR
-    done_card = model_dir / "training.json"
-    if done_card.is_file() and _checkpoints(out) and _checkpoints(out)[-1][0] == total_steps:
-        card = json.loads(done_card.read_text(encoding="utf-8"))
-        if card.get("config_identity") == cfg.identity() and card.get("steps") == total_steps:
-            return TrainResult(model_dir=model_dir, steps=total_steps, losses=list(card.get("losses") or []),
-                               seconds=time.time() - started, resumed_from=total_steps)
+    card = _done(model_dir, prep.identity, total_steps)
+    if card is not None:  # exported: done, whether or not its checkpoints were deleted since
+        return TrainResult(model_dir=model_dir, steps=total_steps, losses=list(card.get("losses") or []),
+                           seconds=time.time() - started, resumed_from=total_steps)
 
     engine: PlainEngine | DeepSpeedEngine
     common = dict(lr=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
@@ -318,51 +322,62 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
             autocast = contextlib.nullcontext
 
     losses: list[float] = []
+    pending: list[torch.Tensor] = []  # this window's losses, still on the device
+
+    def read_losses() -> list[float]:
+        if pending:  # one device-to-host sync for the whole window
+            losses.extend(float(v) for v in torch.stack(pending).cpu().tolist())
+            pending.clear()
+        return losses
+
     start_step = 0
-    found = _checkpoints(out)
+    found = checkpoints(out)
     if found:
         start_step, latest = found[-1]
         client = engine.load(latest)
-        _load_rng(latest, rank)
+        load_rng(latest, rank)
         losses = list(client.get("losses", []))
     resumed_from = start_step
     prep.encoder.train()
-    window_t, window_n = time.time(), 0
+    window_t, window_n, window_tokens = time.time(), 0, 0
     for step in range(start_step, total_steps):
         source, examples = mixture.batch(step, global_batch, cfg.seed)
-        k = min([cfg.hard_negatives] + [len(e.negatives) for e in examples])
         local = examples[rank * local_batch : (rank + 1) * local_batch]
-        queries, docs, in_batch = _batch_texts(local, k, prep.use_e5)
+        queries, docs, in_batch = _batch_texts(local, cfg.hard_negatives, prep.use_e5)
         batch = ContrastiveBatch(queries=prep.encoder.tokenize(queries, cfg.query_max_length),
                                  documents=prep.encoder.tokenize(docs, cfg.passage_max_length),
                                  in_batch=torch.tensor(in_batch))
         loss = contrastive_step(engine.forward, batch, engine.backward, temperature=cfg.temperature,
                                 mini_batch_size=cfg.mini_batch_size, device=device, autocast=autocast)
         engine.step()
-        if size > 1:
-            t = torch.tensor([loss], device=device if device.type == "cuda" else "cpu")
-            dist.all_reduce(t)
-            loss = float(t.item()) / size
-        losses.append(loss)
+        pending.append(global_mean(loss))
         window_n += global_batch
+        # real (unpadded) tokens of this process's batch, counted on the host: sources differ in text
+        # length, so examples/s swings from one source's batch to the next; tokens/s does not
+        window_tokens += int(batch.queries["attention_mask"].sum()) + int(batch.documents["attention_mask"].sum())
         done = step + 1
         if progress and rank == 0 and (done % cfg.log_every == 0 or done == total_steps):
-            rate = window_n / max(time.time() - window_t, 1e-9)
-            print(f"step {done}/{total_steps}  loss {loss:.4f}  lr {engine.lr():.2e}  {rate:.1f} examples/s  [{source}]",
+            last = read_losses()[-1]
+            seconds = max(time.time() - window_t, 1e-9)
+            print(f"step {done}/{total_steps}  loss {last:.4f}  lr {engine.lr():.2e}  {window_n / seconds:.1f} examples/s  "
+                  f"{window_tokens * size / seconds:.0f} tokens/s{_allocator_retries(device)}  [{source}]",
                   file=sys.stderr, flush=True)
-            window_t, window_n = time.time(), 0
+            window_t, window_n, window_tokens = time.time(), 0, 0
         if done % cfg.save_every == 0 or done == total_steps:
-            _save_checkpoint(engine, out, done, {"losses": losses, "step": done})
+            save_checkpoint(engine, out, done, {"losses": read_losses(), "step": done})
 
     trainable = engine.trainable_state()
+    losses = read_losses()
     if rank == 0:
+        execution = prep.execution.as_dict() if prep.execution else {}
         card = {
             "name": cfg.name, "base_model": cfg.base_model, "base_load_path": prep.base.load_path,
             "gguf_file": prep.base.gguf_file, "steps": total_steps, "final_loss": losses[-1] if losses else None,
             "losses": losses, "examples_seen": total_steps * global_batch, "processes": size,
             "data": {"counts": mixture.counts(), "fingerprint": mixture.fingerprint()},
-            "hyperparameters": cfg.model_dump(mode="json", exclude={"data", "output"}),
-            "config_identity": cfg.identity(), **(provenance or {}),
+            "hyperparameters": cfg.model_dump(mode="json", exclude={"data", "output"}) | execution
+                               | {"pooling": prep.base.pooling, "instructions": "e5" if prep.use_e5 else "none"},
+            "config_identity": prep.identity, **(provenance or {}),
         }
         instructions = {}
         for name, exs in mixture.sources.items():

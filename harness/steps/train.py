@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import ValidationError
+from trainers.config import EXECUTION
 
 from harness.errors import InputError
 from harness.schema import LoadedMatrix, MixtureSpec
@@ -34,8 +35,12 @@ from harness.steps.generate import GenerateSpec
 from harness.steps.quantities import GPU, PEAK_BF16, PEAK_FP32, big, gpu_time
 
 MODEL = "model"  # the exported sentence-transformers directory inside the step directory
-# Recipe fields that are the matrix's to set (base, data) or that do not change the weights.
-NOT_RECIPE = {"base_model", "gguf_file", "revision", "data", "output", "name", "log_every", "device", "save_every"}
+# Recipe fields that are the matrix's to set (base, data) or that do not change what is computed
+# (trainers.config.EXECUTION: output, logging and checkpoint cadence, device, and the memory/speed
+# settings — GradCache, checkpointing, compile — whose loss and gradients are the full batch's):
+# lowering mini_batch_size after an out-of-memory resumes the same step instead of retraining.
+MATRIX_FIELDS = {"base_model", "gguf_file", "revision", "data"}
+NOT_RECIPE = MATRIX_FIELDS | EXECUTION
 REGISTRY_EXAMPLES_PER_WEIGHT = 1000  # trainers/data/registry.py: weights are ≈ thousands of examples
 # docs/benchmarks.md, "Training on a GPU" (one H200, Mistral-7B shape, LoRA r=16).
 TRAIN_ANCHORS = {
@@ -96,7 +101,7 @@ def recipe_error(matrix: Path, field_name: str, exc: ValidationError) -> InputEr
     from inputio import field_problem
     from trainers.config import TrainConfig
 
-    fp = field_problem(exc, allowed=[f for f in TrainConfig.model_fields if f not in NOT_RECIPE], docs="docs/training.md")
+    fp = field_problem(exc, allowed=[f for f in TrainConfig.model_fields if f not in MATRIX_FIELDS | {"output", "name", "device"}], docs="docs/training.md")
     return InputError(matrix, f"{field_name}.{fp.field}" if fp.field else field_name, fp.problem, fp.fix)
 
 
@@ -225,6 +230,12 @@ class TrainKind:
         except ValidationError as exc:
             raise recipe_error(spec.source, field_name, exc) from None
         recipe_params = cfg.model_dump(mode="json", exclude=NOT_RECIPE)
+        if cfg.miner is not None:  # the model that mines hard negatives, by what it is, not where
+            from harness.evaluation.models.identity import model_identity
+            from harness.evaluation.models.reference import resolve_reference
+
+            ref = resolve_reference(cfg.miner, spec.source.parent, spec.source, field=f"{field_name}.miner")
+            recipe_params["miner"] = model_identity(ref, source=spec.source, field=f"{field_name}.miner").content
         inputs = list(dict.fromkeys([*mixture.inputs, *([spec.base_step] if spec.base_step else [])]))
         return Step(kind=TRAIN, label=f"train {spec.name}", code_version=self.code_version, inputs=inputs, spec=spec,
                     gpu=True, params={"recipe": recipe_params, "base": base_identity, "mixture": mixture.params})
@@ -232,7 +243,8 @@ class TrainKind:
     @contextmanager
     def session(self, steps: list[Step], ctx: RunContext) -> Iterator[StepRunner]:
         def run(step: Step, work: Path) -> dict[str, Any]:
-            from trainers.train import discard_checkpoints, prepare, train
+            from trainers.checkpoints import discard_checkpoints
+            from trainers.train import prepare, train
 
             spec: TrainSpec = step.spec
             cfg = build_config(spec, ctx.step_dir)
@@ -240,7 +252,7 @@ class TrainKind:
             prepared = prepare(cfg, config_path=spec.source, output=work, cache_dir=ctx.caches.dense)
             result = train(cfg, config_path=spec.source, prepared=prepared,
                            provenance={**ctx.environment, "train_step_key": step.key}, progress=ctx.show_progress)
-            discard_checkpoints(work)
+            discard_checkpoints(work)  # whole or absent: a kill here costs no training step (the export says done)
             return {"steps": result.steps, "final_loss": result.losses[-1] if result.losses else None,
                     "resumed_from": result.resumed_from, "model": MODEL, "seconds": round(time.monotonic() - start, 3)}
 
@@ -271,11 +283,18 @@ KIND = TrainKind()
 # --- estimate -------------------------------------------------------------------------------------
 
 def train_mfu(cfg: Any) -> tuple[float, str]:
-    """The MFU docs/benchmarks.md measured for the settings closest to this recipe's."""
-    if not cfg.compile:
+    """The MFU docs/benchmarks.md measured for the settings closest to this recipe's.
+
+    Unset (auto) settings are what the trainer chooses on CUDA (trainers/execution.py): compile on,
+    checkpointing with as many blocks kept as memory allows — taken as the 12-kept anchor; with
+    GradCache a mini-batch's activations fit, so none is recomputed."""
+    compiled = cfg.compile is not False
+    checkpointing = cfg.gradient_checkpointing or (cfg.gradient_checkpointing is None and not cfg.mini_batch_size)
+    kept = 12 if cfg.uncheckpointed_layers is None else cfg.uncheckpointed_layers
+    if not compiled:
         key = "plain"
-    elif cfg.gradient_checkpointing:
-        key = "selective12" if cfg.uncheckpointed_layers >= 12 else "selective8" if cfg.uncheckpointed_layers >= 8 else "ckpt"
+    elif checkpointing:
+        key = "selective12" if kept >= 12 else "selective8" if kept >= 8 else "ckpt"
     elif cfg.mini_batch_size:
         key = "gradcache"
     else:

@@ -69,8 +69,8 @@ def _text(obj: dict, key: str, path: Path, line: int, required: bool) -> str:
     return value
 
 
-def read_beir_split(folder: Path, split: str = "train") -> BeirSplit:
-    """Read and validate one split; errors name the file, the 1-based line and the field."""
+def split_files(folder: Path, split: str = "train") -> tuple[Path, Path, Path]:
+    """(corpus, queries, qrels) of one split: every file the split is read from (and its identity hashes)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise TrainInputError(folder, None, "BEIR folder not found", "point `path` at a folder with corpus.jsonl[.gz], queries.jsonl and qrels/")
@@ -81,14 +81,25 @@ def read_beir_split(folder: Path, split: str = "train") -> BeirSplit:
                               f"set `split` to one of {have}" if have else "add qrels/<split>.tsv")
     corpus_path = _corpus_path(folder)
     queries_path = require_file(folder / "queries.jsonl", "queries.jsonl", "add queries.jsonl ({\"_id\", \"text\"} per line)")
+    return corpus_path, queries_path, qrels_path
+
+
+def read_beir_split(folder: Path, split: str = "train") -> BeirSplit:
+    """Read and validate one split; errors name the file, the 1-based line and the field."""
+    corpus_path, queries_path, qrels_path = split_files(folder, split)
 
     corpus: dict[str, str] = {}
+    doc_line: dict[str, int] = {}
     for line, obj in iter_jsonl(corpus_path):
-        corpus[_id(obj, corpus_path, line)] = document_text(
-            _text(obj, "title", corpus_path, line, False), _text(obj, "text", corpus_path, line, True))
+        doc_id = _id(obj, corpus_path, line)
+        corpus[doc_id] = document_text(_text(obj, "title", corpus_path, line, False), _text(obj, "text", corpus_path, line, True))
+        doc_line[doc_id] = line
     queries: dict[str, str] = {}
+    query_line: dict[str, int] = {}
     for line, obj in iter_jsonl(queries_path):
-        queries[_id(obj, queries_path, line)] = _text(obj, "text", queries_path, line, True)
+        query_id = _id(obj, queries_path, line)
+        queries[query_id] = _text(obj, "text", queries_path, line, True)
+        query_line[query_id] = line
 
     qrels: list[Qrel] = []
     with open_text(qrels_path) as fh:
@@ -113,6 +124,14 @@ def read_beir_split(folder: Path, split: str = "train") -> BeirSplit:
             if did not in corpus:
                 raise TrainInputError(qrels_path, "corpus-id", f"document {did!r} is not in {corpus_path.name}",
                                       f"add the document to {corpus_path.name} or remove this qrel", line=line)
+            if score > 0:  # a training example: its texts must be real text (blank ones would train on nothing)
+                if not queries[qid].strip():
+                    raise TrainInputError(queries_path, "text", f"query {qid!r} (used by {qrels_path.name} line {line}) is blank",
+                                          "give the query its text, or remove its qrels", line=query_line[qid])
+                if not corpus[did].strip():
+                    raise TrainInputError(corpus_path, "text", f"document {did!r} (a positive in {qrels_path.name} line {line}) "
+                                          "has a blank title and text", "give the document its text, or remove its qrels",
+                                          line=doc_line[did])
             qrels.append(Qrel(qid, did, score, line))
     return BeirSplit(corpus, queries, qrels, qrels_path)
 
@@ -148,10 +167,14 @@ def load_beir(
                               "pass `encode` to build_mixture (or load a saved mixture file), or set negatives_per_query: 0")
     doc_ids = list(data.corpus)
     doc_index = {d: i for i, d in enumerate(doc_ids)}
+    # a blank document is never a negative (it would teach nothing): excluded like a positive
+    blank = {i for i, d in enumerate(doc_ids) if not data.corpus[d].strip()}
     all_pos: dict[str, set[int]] = {}
     for q in data.qrels:
         if q.score > 0:
             all_pos.setdefault(q.query_id, set()).add(doc_index[q.doc_id])
+    for excluded in all_pos.values():
+        excluded |= blank
     qids = list(dict.fromkeys(q.query_id for q in pos_qrels))
     if negatives_per_query > 0:
         assert encode is not None

@@ -126,7 +126,11 @@ def load_hub(
             role = "query" if not queries else "positive"
             raise TrainInputError(where, f"columns.{role}", f"row {row_no}: empty {role}",
                                   "filter out rows without a query and a positive, or map another column")
-        negatives = tuple(t for c in neg_cols for t in cell("negatives", c) if t.strip())
+        negatives = tuple(t for c in neg_cols for t in cell("negatives", c))
+        if any(not t.strip() for t in negatives):
+            raise TrainInputError(where, "columns.negatives", f"row {row_no}: a blank negative (only whitespace)",
+                                  "filter out blank negatives (a missing value is fine: null or no list entry), "
+                                  "or map another column")
         if fixed:
             instr = pick_instruction(fixed, queries[0])
         elif columns.instruction is not None:

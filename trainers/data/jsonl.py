@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from inputio import iter_json_objects
+from inputio import field_problem, iter_json_objects
 from trainers.errors import TrainInputError
 
 
@@ -32,18 +32,15 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def validate_row(model: type[BaseModel], obj: dict[str, Any], path: Path | str, line: int, fix: str) -> Any:
-    """Validate one row against a pydantic model; the first error becomes a TrainInputError."""
+    """Validate one row against a pydantic model; the first error becomes a TrainInputError.
+
+    The wording comes from ``inputio.field_problem`` (the one translation every package uses); the
+    fix is the row format the caller describes, except for an unknown field, whose fix names the
+    closest allowed field.
+    """
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or None
-        kind = err["type"]
-        if kind == "missing":
-            problem = "required field is missing"
-        elif kind == "extra_forbidden":
-            allowed = ", ".join(model.model_fields)
-            problem = f"unknown field (allowed: {allowed})"
-        else:
-            problem = err["msg"].rstrip(".")
-        raise TrainInputError(path, field, problem, fix, line=line) from None
+        found = field_problem(exc, allowed=list(model.model_fields))
+        raise TrainInputError(path, found.field, found.problem, found.fix if found.kind == "extra_forbidden" else fix,
+                              line=line) from None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,27 @@ class Mixture:
                     "lower the batch size, raise max_examples, or drop this source",
                 )
 
+    def check_negatives(self, hard_negatives: int, config_file: Path | str | None = None) -> None:
+        """Every batch uses exactly ``hard_negatives`` per example, so every example must have them;
+        and a source whose loss cannot move (no hard and no in-batch negatives) is refused."""
+        feasible = min(len(e.negatives) for examples in self.sources.values() for e in examples)
+        for name, examples in self.sources.items():
+            short = [e for e in examples if len(e.negatives) < hard_negatives]
+            if short:
+                raise TrainInputError(
+                    config_file, "hard_negatives",
+                    f"{len(short)} of {len(examples)} examples of source {name!r} have fewer than {hard_negatives} "
+                    f"hard negatives (the fewest: {min(len(e.negatives) for e in short)})",
+                    f"lower hard_negatives to {feasible} (what every example has), or give those examples more: mine more "
+                    "(negatives_per_query, with mine_depth >= mine_skip_top + negatives_per_query, for a BEIR source; "
+                    "docs/training-data.md) or add negatives to the rows")
+            if hard_negatives == 0 and not any(e.in_batch_negatives for e in examples):
+                raise TrainInputError(
+                    config_file, "hard_negatives",
+                    f"source {name!r} has only examples without in-batch negatives (classification-derived) and "
+                    "hard_negatives is 0: each query would see only its positive, so the loss is constant and nothing trains",
+                    "set hard_negatives to 1 or more")
+
     def _choices(self, seed: int, block: int) -> np.ndarray:
         u = np.random.default_rng([seed, _CHOICE_SALT, block]).random(_BLOCK)
         return np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._names) - 1)
@@ -203,7 +225,8 @@ class Mixture:
 
 # -- building from a DataSpec -------------------------------------------------------------------
 
-def _resolve(base_dir: Path, path: str) -> Path:
+def resolve_path(base_dir: Path, path: str) -> Path:
+    """A data path as written in a config (``~`` expanded, relative to the config's folder)."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else (base_dir / p)
 
@@ -239,10 +262,10 @@ def _load_registry(src: RegistrySource, base_dir: Path, encode: Encoder | None, 
         if src.path is None:
             raise TrainInputError(where, "paths.synthetic", "the synthetic source needs the generator's output",
                                   "add `paths: {synthetic: <generator output dir or examples.jsonl>}` (relative to the config)")
-        return load_synthetic(_resolve(base_dir, src.path), source=SYNTHETIC, instruction=src.instruction,
+        return load_synthetic(resolve_path(base_dir, src.path), source=SYNTHETIC, instruction=src.instruction,
                               max_examples=src.max_examples)
     if src.path is not None:
-        return _local_registry(entry.name, _resolve(base_dir, src.path), src, encode, seed, entry.instructions)
+        return _local_registry(entry.name, resolve_path(base_dir, src.path), src, encode, seed, entry.instructions)
     loader = entry.loader
     if isinstance(loader, BeirLoader):
         raise TrainInputError(where, f"paths.{entry.name}", f"{entry.title} has no ready-made hub copy; it is read from a local folder",
@@ -253,7 +276,7 @@ def _load_registry(src: RegistrySource, base_dir: Path, encode: Encoder | None, 
                     max_examples=src.max_examples, where=f"{where} (registry source {entry.name!r})")
 
 
-def _default_name(src: Any) -> str:
+def default_name(src: Any) -> str:
     if isinstance(src, SyntheticSource):
         return SYNTHETIC
     if isinstance(src, RegistrySource):
@@ -263,7 +286,7 @@ def _default_name(src: Any) -> str:
     return Path(src.path).name.removesuffix(".gz").removesuffix(".jsonl")
 
 
-def _preset_sources(spec: DataSpec, where: str) -> list[RegistrySource]:
+def preset_sources(spec: DataSpec, where: str) -> list[RegistrySource]:
     names = get_preset(spec.preset or "", where)
     for key, table in (("paths", spec.paths), ("weights", spec.weights)):
         for name in table:
@@ -271,6 +294,62 @@ def _preset_sources(spec: DataSpec, where: str) -> list[RegistrySource]:
                 raise TrainInputError(where, f"{key}.{name}", f"{name!r} is not a source of preset {spec.preset!r}",
                                       closest(name, names))
     return [RegistrySource(kind="registry", source=n, path=spec.paths.get(n), weight=spec.weights.get(n)) for n in names]
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One source of a data spec as the mixture will hold it: its name, weight and config entry."""
+
+    name: str
+    where: str  # how errors name the entry
+    spec: Any  # SyntheticSource | PairsSource | BeirSource | HubSource | RegistrySource
+    weight: float
+
+
+def source_entries(spec: DataSpec, base_dir: Path, config_file: Path | None = None) -> list[SourceEntry]:
+    """The sources of ``spec`` (a preset expanded), each with its final name and weight; names must be distinct."""
+    where = f"{config_file}: data" if config_file is not None else f"data config (paths relative to {base_dir})"
+    sources = preset_sources(spec, where) if spec.preset is not None else list(spec.sources or [])
+    entries: list[SourceEntry] = []
+    for i, src in enumerate(sources):
+        name = src.name or default_name(src)
+        entry_where = f"{where}: sources[{i}]" if spec.sources is not None else where
+        if any(e.name == name for e in entries):
+            raise TrainInputError(entry_where, "name", f"two sources are named {name!r}", "give each source a distinct `name`")
+        default_w = REGISTRY[src.source].weight if isinstance(src, RegistrySource) and src.source in REGISTRY else 1.0
+        entries.append(SourceEntry(name, entry_where, src, src.weight if src.weight is not None else default_w))
+    return entries
+
+
+def check_negatives_possible(spec: DataSpec, base_dir: Path, hard_negatives: int, config_file: Path | None = None) -> None:
+    """Refuse, before any data is read or mined, a source that cannot give ``hard_negatives`` per example.
+
+    Known from the config alone: a mined source set to mine fewer per query, and a hub source
+    (or registry entry read from the hub) without a negatives column. What is only known after
+    reading (a pairs row with fewer, mining that found fewer) is :meth:`Mixture.check_negatives`'s.
+    """
+    if hard_negatives == 0:
+        return
+    for entry in source_entries(spec, Path(base_dir), config_file):
+        src = entry.spec
+        mined = isinstance(src, BeirSource) or (isinstance(src, RegistrySource) and src.path is not None
+                                                 and src.source != SYNTHETIC and resolve_path(base_dir, src.path).is_dir())
+        if mined and src.negatives_per_query < hard_negatives:
+            raise TrainInputError(entry.where, "negatives_per_query",
+                                  f"source {entry.name!r} mines {src.negatives_per_query} hard negative(s) per query; "
+                                  f"the recipe uses hard_negatives {hard_negatives} on every example",
+                                  f"set negatives_per_query: {hard_negatives} (with mine_depth >= mine_skip_top + "
+                                  f"{hard_negatives}), or lower hard_negatives")
+        no_column = (isinstance(src, HubSource) and not src.columns.negatives) or (
+            isinstance(src, RegistrySource) and src.path is None and src.source in REGISTRY
+            and isinstance(REGISTRY[src.source].loader, HubLoader)
+            and not REGISTRY[src.source].loader.columns.get("negatives"))  # type: ignore[union-attr]
+        if no_column:
+            raise TrainInputError(entry.where, "hard_negatives",
+                                  f"source {entry.name!r} has no hard negatives (no negatives column) and the recipe "
+                                  f"uses {hard_negatives} on every example",
+                                  "set hard_negatives: 0, or give the source negatives (a local copy in BEIR layout "
+                                  "mines them: docs/training-data.md)")
 
 
 def build_mixture(
@@ -283,30 +362,25 @@ def build_mixture(
     ``config_file`` (the training config the spec came from) when given, else ``base_dir``.
     """
     base_dir = Path(base_dir)
-    where = f"{config_file}: data" if config_file is not None else f"data config (paths relative to {base_dir})"
-    sources = _preset_sources(spec, where) if spec.preset is not None else list(spec.sources or [])
     loaded: dict[str, list[TrainExample]] = {}
     weights: dict[str, float] = {}
-    for i, src in enumerate(sources):
-        name = src.name or _default_name(src)
-        entry_where = f"{where}: sources[{i}]" if spec.sources is not None else where
-        if name in loaded:
-            raise TrainInputError(entry_where, "name", f"two sources are named {name!r}", "give each source a distinct `name`")
+    for entry in source_entries(spec, base_dir, config_file):
+        src, name, entry_where = entry.spec, entry.name, entry.where
         if isinstance(src, SyntheticSource):
-            examples = load_synthetic(_resolve(base_dir, src.path), source=name, instruction=src.instruction,
+            examples = load_synthetic(resolve_path(base_dir, src.path), source=name, instruction=src.instruction,
                                       max_examples=src.max_examples)
         elif isinstance(src, PairsSource):
-            examples = load_pairs(_resolve(base_dir, src.path), source=name, instruction=src.instruction,
+            examples = load_pairs(resolve_path(base_dir, src.path), source=name, instruction=src.instruction,
                                   max_examples=src.max_examples)
         elif isinstance(src, BeirSource):
-            examples = load_beir(_resolve(base_dir, src.path), encode=encode, split=src.split, source=name,
+            examples = load_beir(resolve_path(base_dir, src.path), encode=encode, split=src.split, source=name,
                                  instruction=src.instruction, negatives_per_query=src.negatives_per_query,
                                  mine_skip_top=src.mine_skip_top, mine_depth=src.mine_depth, seed=seed,
                                  max_examples=src.max_examples)
         elif isinstance(src, HubSource):
             files = src.data_files
             if files is not None:
-                files = str(_resolve(base_dir, files)) if isinstance(files, str) else [str(_resolve(base_dir, f)) for f in files]
+                files = str(resolve_path(base_dir, files)) if isinstance(files, str) else [str(resolve_path(base_dir, f)) for f in files]
             examples = load_hub(src.dataset, columns=src.columns, config=src.config, split=src.split, data_files=files,
                                 revision=src.revision, source=name, instruction=src.instruction,
                                 max_examples=src.max_examples, where=entry_where)
@@ -318,6 +392,5 @@ def build_mixture(
         if not examples:
             raise TrainInputError(entry_where, name, "the source produced no examples", "check its path, split or max_examples")
         loaded[name] = examples
-        default_w = REGISTRY[src.source].weight if isinstance(src, RegistrySource) and src.source in REGISTRY else 1.0
-        weights[name] = src.weight if src.weight is not None else default_w
+        weights[name] = entry.weight
     return Mixture(loaded, weights)

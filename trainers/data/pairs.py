@@ -28,11 +28,19 @@ class PairRow(BaseModel):
     negative: StrictStr | None = None
     instruction: StrictStr | None = None
 
-    @field_validator("query", "positive")
+    @field_validator("query", "positive", "negative")
     @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must be a non-empty string")
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("blank text (only whitespace)")
+        return v
+
+    @field_validator("negatives")
+    @classmethod
+    def _no_blank_negative(cls, v: list[str]) -> list[str]:
+        blank = [i for i, text in enumerate(v) if not text.strip()]
+        if blank:
+            raise ValueError(f"negative {blank[0]} is blank text (only whitespace)")
         return v
 
 
@@ -60,7 +68,7 @@ def load_pairs(
             TrainExample(
                 query=row.query,
                 positive=row.positive,
-                negatives=tuple(n for n in negs if n.strip()),
+                negatives=tuple(negs),
                 instruction=instruction if instruction is not None else (row.instruction or ""),
                 source=source,
             )

@@ -57,18 +57,18 @@ def load_synthetic(
                 path, "task_type", f"unknown task type {row.task_type!r}",
                 f"use one of {sorted(valid_types)}", line=line,
             )
-        for name in ("query", "positive"):
+        for name in ("query", "positive", "hard_negative"):
             if not getattr(row, name).strip():
                 raise TrainInputError(
-                    path, name, "empty text", "drop this line or regenerate it; every example needs a query and a positive",
+                    path, name, "empty text",
+                    "drop this line or regenerate it; every example needs a query, a positive and a hard negative",
                     line=line,
                 )
-        negative = row.hard_negative.strip()
         out.append(
             TrainExample(
                 query=row.query,
                 positive=row.positive,
-                negatives=(row.hard_negative,) if negative else (),
+                negatives=(row.hard_negative,),
                 instruction=row.instruction if instruction is None else instruction,
                 source=source,
                 in_batch_negatives=row.task_type not in _NO_IN_BATCH,

@@ -30,11 +30,11 @@ def resolve_reference(ref: str, base_dir: Path, source: str | Path | None = None
         if not name:
             raise InputError(source, field, "empty API model name", "write e.g. 'openai:text-embedding-3-small'")
         return ModelReference("openai", name)
-    from trainers.reference import ReferenceError_, locate_model
+    from trainers.reference import ModelReferenceError, locate_model
 
     try:
         location = locate_model(ref, base_dir)  # the trainer's resolver: one meaning of a reference
-    except ReferenceError_ as exc:
+    except ModelReferenceError as exc:
         fix = exc.fix.replace("relative to the config file", "relative to the matrix file")
         raise InputError(source, field, exc.problem, fix) from None
     return ModelReference(location.kind, location.value)
