@@ -99,9 +99,9 @@ def test_a_recipe_whose_loss_cannot_move_is_refused(tmp_path: Path) -> None:
 
     labels = Mixture({"cls": [TrainExample(f"text {i}", "positive", ("negative",), "", "cls", in_batch_negatives=False)
                               for i in range(8)]}, {"cls": 1.0})
-    labels.check_negatives(1)
+    labels.check_negatives({"cls": 1})
     with pytest.raises(TrainInputError, match=r"source 'cls' has only examples without in-batch negatives .* loss is constant"):
-        labels.check_negatives(0)
+        labels.check_negatives({"cls": 0})
 
 
 def test_texts_are_padded_to_their_own_batch_not_to_max_length(tmp_path: Path) -> None:
@@ -141,3 +141,40 @@ def test_execution_settings_left_unset_are_chosen_for_the_device(tmp_path: Path)
     assert kept_blocks(2**30 * 10, hidden=4096, layers=32, tokens=tokens) == 0  # a small card: recompute every block
     # fused AdamW only where every trainable parameter lives on CUDA
     assert adamw_implementation([torch.nn.Parameter(torch.zeros(2))]) == {}
+
+
+def test_a_source_without_negatives_says_so_and_the_others_keep_the_recipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch is one source's, so hard negatives are per source: a pairs-only source (ELI5, NQ,
+    SQuAD as published) sets ``hard_negatives: 0`` and trains on in-batch negatives, while the
+    source with negatives keeps the recipe's k — batch by batch, recorded in training.json."""
+    from trainers import train as train_module
+    from trainers.data.mixture import preset_sources
+    from trainers.data.spec import DataSpec
+
+    base = tiny_llama(tmp_path / "llama")
+    with_neg = _pairs_with_negatives(tmp_path, [1] * 8)
+    without = tmp_path / "bare.jsonl"
+    without.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "negatives"}) + "\n"
+                               for line in with_neg.read_text().splitlines()))
+    data = {"sources": [{"kind": "pairs", "path": str(with_neg), "name": "mined"},
+                        {"kind": "pairs", "path": str(without), "name": "bare"}]}
+    cfg = tiny_llama_config(data, tmp_path / "refused", base, hard_negatives=1, max_steps=6)
+    _refused(tmp_path, cfg, "8 of 8 examples of source 'bare' have fewer than 1 hard negatives")
+
+    seen: list[int] = []
+    real_step = train_module.contrastive_step
+
+    def spy(encode: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(int(batch.documents["input_ids"].shape[0]) // batch.size - 1)  # negatives per example
+        return real_step(encode, batch, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "contrastive_step", spy)
+    data["sources"][1]["hard_negatives"] = 0
+    cfg = tiny_llama_config(data, tmp_path / "ok", base, hard_negatives=1, max_steps=6)
+    result = train_module.train(TrainConfig.model_validate(cfg), progress=False)
+    assert sorted(set(seen)) == [0, 1] and len(seen) == 6
+    card = json.loads((result.model_dir / "training.json").read_text())
+    assert card["data"]["hard_negatives"] == {"mined": 1, "bare": 0}
+    # The paper's full preset has no per-source settings: its pairs-only sources declare 0 themselves.
+    full = {s.source: s.hard_negatives for s in preset_sources(DataSpec.model_validate({"preset": "full"}), "data")}
+    assert full["eli5"] == full["nq"] == full["squad"] == 0 and full["msmarco-passage"] is None

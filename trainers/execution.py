@@ -50,7 +50,8 @@ def pass_tokens(config: Any) -> int:
     local = max(1, config.batch_size // size)
     if config.mini_batch_size:
         return config.mini_batch_size * max(config.query_max_length, config.passage_max_length)
-    return local * (config.query_max_length + (1 + config.hard_negatives) * config.passage_max_length)
+    k = max([config.hard_negatives] + [s.hard_negatives for s in (config.data.sources or []) if s.hard_negatives is not None])
+    return local * (config.query_max_length + (1 + k) * config.passage_max_length)
 
 
 def kept_blocks(free_bytes: float, *, hidden: int, layers: int, tokens: int) -> int:

@@ -38,7 +38,7 @@ from trainers.backbone import (BaseModel, add_lora, compile_layers, decoder_laye
 from trainers.checkpoints import checkpoints, load_rng, remove_abandoned, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.data.content import data_content
-from trainers.data.mixture import Mixture, build_mixture, check_negatives_possible
+from trainers.data.mixture import Mixture, build_mixture, check_negatives_possible, negatives_per_source
 from trainers.encoder import TextEncoder
 from trainers.engine import DeepSpeedEngine, PlainEngine, steps_for
 from trainers.errors import TrainInputError
@@ -285,7 +285,9 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
         raise TrainInputError(prep.config_path, "batch_size", f"{global_batch} is not divisible by {size} processes",
                               "choose a batch_size that is a multiple of the number of processes")
     mixture.check_batch_size(global_batch)
-    mixture.check_negatives(cfg.hard_negatives, prep.config_path)
+    base_dir = prep.config_path.parent if prep.config_path else Path.cwd()
+    negatives = negatives_per_source(cfg.data, base_dir, cfg.hard_negatives, prep.config_path)
+    mixture.check_negatives(negatives, prep.config_path)
     # Everything is validated (bad input has written nothing). The marker goes first: a run killed
     # after writing anything else must still be recognised as this training, or it could never resume.
     if rank == 0:
@@ -343,7 +345,7 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
     for step in range(start_step, total_steps):
         source, examples = mixture.batch(step, global_batch, cfg.seed)
         local = examples[rank * local_batch : (rank + 1) * local_batch]
-        queries, docs, in_batch = _batch_texts(local, cfg.hard_negatives, prep.use_e5)
+        queries, docs, in_batch = _batch_texts(local, negatives[source], prep.use_e5)
         batch = ContrastiveBatch(queries=prep.encoder.tokenize(queries, cfg.query_max_length),
                                  documents=prep.encoder.tokenize(docs, cfg.passage_max_length),
                                  in_batch=torch.tensor(in_batch))
@@ -374,7 +376,8 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
             "name": cfg.name, "base_model": cfg.base_model, "base_load_path": prep.base.load_path,
             "gguf_file": prep.base.gguf_file, "steps": total_steps, "final_loss": losses[-1] if losses else None,
             "losses": losses, "examples_seen": total_steps * global_batch, "processes": size,
-            "data": {"counts": mixture.counts(), "fingerprint": mixture.fingerprint()},
+            "data": {"counts": mixture.counts(), "fingerprint": mixture.fingerprint(),
+                     "hard_negatives": negatives},  # per source, as every batch of it used
             "hyperparameters": cfg.model_dump(mode="json", exclude={"data", "output"}) | execution
                                | {"pooling": prep.base.pooling, "instructions": "e5" if prep.use_e5 else "none"},
             "config_identity": prep.identity, **(provenance or {}),

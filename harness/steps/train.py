@@ -152,10 +152,10 @@ def plan_mixture(mix: MixtureSpec, where: str, loaded: LoadedMatrix, generated: 
         if not isinstance(src, dict) or "kind" not in src:
             raise InputError(src_path, f, "a source needs 'kind:'", "use kind: generated | synthetic | beir | pairs | hub | registry")
         if src["kind"] == "generated":
-            extra = set(src) - {"kind", "generate", "name", "instruction", "weight", "max_examples"}
+            extra = set(src) - {"kind", "generate", "name", "instruction", "weight", "max_examples", "hard_negatives"}
             if extra:
                 raise InputError(src_path, f"{f}.{sorted(extra)[0]}", "unknown field for a generated source",
-                                 "allowed: generate, name, instruction, weight, max_examples")
+                                 "allowed: generate, name, instruction, weight, max_examples, hard_negatives")
             gen = src.get("generate")
             if gen not in generated:
                 raise InputError(src_path, f"{f}.generate", f"names no generate entry ({gen!r})",

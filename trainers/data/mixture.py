@@ -122,11 +122,13 @@ class Mixture:
                     "lower the batch size, raise max_examples, or drop this source",
                 )
 
-    def check_negatives(self, hard_negatives: int, config_file: Path | str | None = None) -> None:
-        """Every batch uses exactly ``hard_negatives`` per example, so every example must have them;
-        and a source whose loss cannot move (no hard and no in-batch negatives) is refused."""
-        feasible = min(len(e.negatives) for examples in self.sources.values() for e in examples)
+    def check_negatives(self, per_source: dict[str, int], config_file: Path | str | None = None) -> None:
+        """Every batch of a source uses exactly its ``per_source`` hard negatives per example, so every
+        example must have them; and a source whose loss cannot move (no hard and no in-batch
+        negatives) is refused."""
         for name, examples in self.sources.items():
+            hard_negatives = per_source[name]
+            feasible = min(len(e.negatives) for e in examples)
             short = [e for e in examples if len(e.negatives) < hard_negatives]
             if short:
                 raise TrainInputError(
@@ -293,7 +295,17 @@ def preset_sources(spec: DataSpec, where: str) -> list[RegistrySource]:
             if name not in names:
                 raise TrainInputError(where, f"{key}.{name}", f"{name!r} is not a source of preset {spec.preset!r}",
                                       closest(name, names))
-    return [RegistrySource(kind="registry", source=n, path=spec.paths.get(n), weight=spec.weights.get(n)) for n in names]
+    # A preset's sources have no per-source settings, so a source that ships without hard negatives
+    # (eli5, nq, squad: pairs only) trains on in-batch negatives, as the registry documents for it
+    # (and training.json records per source); a local copy (``paths:``) is mined, so it keeps the recipe's.
+    return [RegistrySource(kind="registry", source=n, path=spec.paths.get(n), weight=spec.weights.get(n),
+                           hard_negatives=0 if spec.paths.get(n) is None and not _ships_negatives(n) else None)
+            for n in names]
+
+
+def _ships_negatives(source: str) -> bool:
+    loader = REGISTRY[source].loader if source in REGISTRY else None
+    return not isinstance(loader, HubLoader) or bool(loader.columns.get("negatives"))
 
 
 @dataclass(frozen=True)
@@ -304,6 +316,10 @@ class SourceEntry:
     where: str  # how errors name the entry
     spec: Any  # SyntheticSource | PairsSource | BeirSource | HubSource | RegistrySource
     weight: float
+
+    def hard_negatives(self, recipe: int) -> int:
+        """Hard negatives per example in this source's batches: its own setting, else the recipe's."""
+        return recipe if self.spec.hard_negatives is None else int(self.spec.hard_negatives)
 
 
 def source_entries(spec: DataSpec, base_dir: Path, config_file: Path | None = None) -> list[SourceEntry]:
@@ -321,6 +337,11 @@ def source_entries(spec: DataSpec, base_dir: Path, config_file: Path | None = No
     return entries
 
 
+def negatives_per_source(spec: DataSpec, base_dir: Path, hard_negatives: int, config_file: Path | None = None) -> dict[str, int]:
+    """Source name -> hard negatives per example in its batches (the recipe's unless the source says)."""
+    return {e.name: e.hard_negatives(hard_negatives) for e in source_entries(spec, Path(base_dir), config_file)}
+
+
 def check_negatives_possible(spec: DataSpec, base_dir: Path, hard_negatives: int, config_file: Path | None = None) -> None:
     """Refuse, before any data is read or mined, a source that cannot give ``hard_negatives`` per example.
 
@@ -328,28 +349,29 @@ def check_negatives_possible(spec: DataSpec, base_dir: Path, hard_negatives: int
     (or registry entry read from the hub) without a negatives column. What is only known after
     reading (a pairs row with fewer, mining that found fewer) is :meth:`Mixture.check_negatives`'s.
     """
-    if hard_negatives == 0:
-        return
     for entry in source_entries(spec, Path(base_dir), config_file):
         src = entry.spec
+        k = entry.hard_negatives(hard_negatives)
+        if k == 0:
+            continue
         mined = isinstance(src, BeirSource) or (isinstance(src, RegistrySource) and src.path is not None
                                                  and src.source != SYNTHETIC and resolve_path(base_dir, src.path).is_dir())
-        if mined and src.negatives_per_query < hard_negatives:
+        if mined and src.negatives_per_query < k:
             raise TrainInputError(entry.where, "negatives_per_query",
                                   f"source {entry.name!r} mines {src.negatives_per_query} hard negative(s) per query; "
-                                  f"the recipe uses hard_negatives {hard_negatives} on every example",
-                                  f"set negatives_per_query: {hard_negatives} (with mine_depth >= mine_skip_top + "
-                                  f"{hard_negatives}), or lower hard_negatives")
+                                  f"its batches use hard_negatives {k} on every example",
+                                  f"set negatives_per_query: {k} (with mine_depth >= mine_skip_top + "
+                                  f"{k}), or lower hard_negatives")
         no_column = (isinstance(src, HubSource) and not src.columns.negatives) or (
             isinstance(src, RegistrySource) and src.path is None and src.source in REGISTRY
             and isinstance(REGISTRY[src.source].loader, HubLoader)
             and not REGISTRY[src.source].loader.columns.get("negatives"))  # type: ignore[union-attr]
         if no_column:
             raise TrainInputError(entry.where, "hard_negatives",
-                                  f"source {entry.name!r} has no hard negatives (no negatives column) and the recipe "
-                                  f"uses {hard_negatives} on every example",
-                                  "set hard_negatives: 0, or give the source negatives (a local copy in BEIR layout "
-                                  "mines them: docs/training-data.md)")
+                                  f"source {entry.name!r} has no hard negatives (no negatives column) and its batches "
+                                  f"would use {k} on every example",
+                                  "set hard_negatives: 0 on this source (in-batch negatives only), or give the source "
+                                  "negatives (a local copy in BEIR layout mines them: docs/training-data.md)")
 
 
 def build_mixture(

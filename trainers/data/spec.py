@@ -22,6 +22,9 @@ class _Source(BaseModel):
     instruction: str | None = Field(default=None, description="replaces every example's task string")
     weight: float | None = Field(default=None, gt=0, description="sampling weight; default 1 (registry: its weight)")
     max_examples: int | None = Field(default=None, gt=0, description="keep the first N examples")
+    hard_negatives: int | None = Field(default=None, ge=0, description=(
+        "hard negatives per example for this source's batches (default: the recipe's); every batch "
+        "is one source's, so a source without negatives (eli5, nq, squad) says 0 here"))
 
 
 class SyntheticSource(_Source):
