@@ -243,3 +243,49 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def atomic_create_bytes(path: Path, data: bytes, *, durable: bool = True, staging: Path | None = None) -> bool:
+    """Publish ``data`` at ``path`` only if nothing is there yet: the first writer wins, atomically.
+
+    For content-keyed caches that processes on several hosts share (an LLM answer paid for once):
+    two writers of one key must not replace each other's entry, or a job that already used the first
+    answer would find another on its re-run. The data goes to a temporary file in ``staging`` (a
+    folder on the same filesystem; default beside ``path``), fsynced when ``durable``, and is
+    hard-linked to ``path``: link(2) fails when ``path`` exists, on local filesystems and on NFS
+    alike. Returns True when this call published ``path``, False when another writer had. A
+    filesystem without hard links falls back to an existence check and a rename (a race there is
+    last-writer-wins). The temporary is always removed; a writer killed before that leaves a
+    ``.NAME.PID.*.tmp`` that :func:`remove_stale_temporaries` recognises.
+    """
+    import errno
+
+    path = Path(path)
+    folder = Path(staging) if staging is not None else path.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
+            if durable:
+                os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+            return True
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass

@@ -83,10 +83,6 @@ class Backend(Protocol):
 
     name: str
 
-    def request_options(self) -> dict[str, Any]:
-        """Backend settings that change a completion; the pipeline puts them in every request (and key)."""
-        ...
-
     def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
         """Run all requests, yielding each outcome (success or final failure) as soon as it is known."""
         ...

@@ -74,7 +74,7 @@ def generate(
 ) -> None:
     """Synthetic training data (E5 two-step prompting) from an OpenAI-compatible or local LLM; resumable."""
     _quiet_environment()
-    from generators.commands import generate as run_generate
+    from generators.commands import generate_file as run_generate
     from generators.errors import GeneratorInputError
 
     from harness.quiet import progress_bars_hidden

@@ -3,15 +3,9 @@
 Shown by ``harness plan`` (one line per step, one total). Cached steps cost nothing. Every estimate
 carries its assumptions; the anchors are the project's own measurements:
 
-- **generate**: the calls the generator's pipeline issues (``generators/pipeline.py``): for each
-  two-step task type with a count, ``brainstorm_calls`` brainstorm calls, then one call per example
-  (every request has its own seed, so none collapse into another). Input tokens are the rendered
-  prompt templates (expected length over the placeholder values, a brainstormed task taken as
-  ``lengths.task`` or 100 characters) at 4 characters a token plus the chat framing; output tokens
-  are ``max_tokens`` per call, a ceiling, so the dollars are an upper bound. Prices: the config's
-  ``prices:`` over the generators' table, the batch discount applied in batch mode; a model with no
-  price is reported as unpriced, never as $0. Local models cost $0 and take time (SmolLM2-135M's
-  CPU rate from ../shared/NOTES.md, scaled by parameter count).
+- **generate**: ``generators.estimate.estimate_generation`` (its docstring): the calls the job
+  issues, those the run's response cache already answers (looked up by their exact requests), and
+  tokens, dollars (an upper bound) or local hours of the calls still to pay.
 - **train**: steps (``max_steps``, or ``ceil(examples × epochs / batch_size)`` as the trainer
   computes it) × ``batch_size`` × (``query_max_length`` + (1 + ``hard_negatives``) ×
   ``passage_max_length``) tokens — every text at its maximum length, an upper bound. FLOPs are
@@ -37,25 +31,19 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
-import string
-import struct
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from generators.model_size import gguf_params, safetensors_params
+
 PEAK_BF16 = 989e12  # H100 SXM / H200 dense bf16 FLOP/s (docs/benchmarks.md, ../shared/NOTES.md)
 PEAK_FP32 = 67e12  # H100 SXM / H200 fp32 without tensor cores: no anchor was measured at fp32
 GPU = "H200"
 CHARS_PER_TOKEN = 4.0
-CHAT_TOKENS_PER_MESSAGE = 4  # role and separators of the chat format
-CHAT_TOKENS_PER_REPLY = 3  # the assistant turn's priming
-TASK_CHARS = 100  # a brainstormed task: one sentence
 ENCODE_MFU = 0.50  # ../shared/NOTES.md: encode, bf16, dense batches (35.3k-36.0k tokens/s on 7.11e9 params)
-LOCAL_GEN_TOKENS_PER_S = 83.0  # ../shared/NOTES.md: SmolLM2-135M fp32 CPU, aggregate output at batch 8
-LOCAL_GEN_PARAMS = 134.5e6
 REGISTRY_EXAMPLES_PER_WEIGHT = 1000  # trainers/data/registry.py: weights are ≈ thousands of examples
 
 # Bases whose size cannot be read offline (hub ids not in the local cache nor in mteb's registry).
@@ -184,176 +172,25 @@ def _big(n: float) -> str:
 
 # --- generate -------------------------------------------------------------------------------------
 
-def generation_calls(cfg: Any) -> dict[str, dict[str, int]]:
-    """Per task type: the brainstorm and example calls ``generators.pipeline.Job`` issues for ``cfg``.
-
-    Brainstorm calls are made for two-step types with a count > 0; every example is one call (an
-    example of a two-step type whose brainstorm yielded no task is skipped, so this is a ceiling).
-    """
-    from generators.taxonomy import spec
-
-    out = {}
-    for tt, tcfg in cfg.tasks.items():
-        two_step = spec(tt).two_step
-        out[tt.value] = {"brainstorm": tcfg.brainstorm_calls if two_step and tcfg.count > 0 else 0, "examples": tcfg.count}
-    return out
-
-
-def _language_name_chars(cfg: Any) -> float:
-    from generators.sampling import LANGUAGE_NAMES, xlmr_weights
-
-    weights = xlmr_weights() if cfg.languages == "xlmr" else dict(cfg.languages)
-    total = sum(w for w in weights.values() if w > 0)
-    return sum(w * len(LANGUAGE_NAMES[c]) for c, w in weights.items() if w > 0) / total
-
-
-def expected_prompt_chars(template: Any, runtime: dict[str, float]) -> float:
-    """Expected characters of a rendered template: fixed text + the mean length of each placeholder's values."""
-    chars = 0.0
-    for text in (template.system, template.user):
-        if not text:
-            continue
-        for literal, name, _, _ in string.Formatter().parse(text.strip()):
-            chars += len(literal)
-            if name is None:
-                continue
-            if name in template.placeholders:
-                values = template.placeholders[name]
-                chars += sum(len(v) for v in values) / len(values)
-            else:
-                chars += runtime[name]
-    return chars
-
-
-def prompt_tokens(template: Any, runtime: dict[str, float], schema_chars: int = 0) -> float:
-    messages = 2 if template.system else 1
-    return ((expected_prompt_chars(template, runtime) + schema_chars) / CHARS_PER_TOKEN
-            + messages * CHAT_TOKENS_PER_MESSAGE + CHAT_TOKENS_PER_REPLY)
-
-
-def generation_tokens(cfg: Any) -> dict[str, float]:
-    """Expected input tokens and the output ceiling (``max_tokens``) over every call of ``cfg``."""
-    from generators.config import OpenAIBackendConfig
-    from generators.pipeline import _lengths, _schema_text
-    from generators.schemas import BrainstormOutput, json_schema
-    from generators.taxonomy import spec
-    from generators.templates import load_template
-
-    language = _language_name_chars(cfg)
-    schema_in_prompt = isinstance(cfg.backend, OpenAIBackendConfig) and cfg.backend.response_format == "json_schema"
-    calls = generation_calls(cfg)
-    tokens_in = tokens_out = 0.0
-    for tt, tcfg in cfg.tasks.items():
-        tspec, n = spec(tt), calls[tt.value]
-        runtime = {"task": float(cfg.lengths.task or TASK_CHARS), "language": language, "src_lang": language,
-                   "tgt_lang": language, "num_tasks": float(len(str(tcfg.tasks_per_brainstorm)))}
-        if n["brainstorm"]:
-            tpl = load_template(f"{cfg.templates}/{tspec.brainstorm_template}")
-            caps = {"tasks": cfg.lengths.task} if cfg.lengths.task else {}
-            schema = len(_schema_text(json_schema(BrainstormOutput, caps, max_items=tcfg.tasks_per_brainstorm,
-                                                  min_chars=16))) if schema_in_prompt else 0
-            tokens_in += n["brainstorm"] * prompt_tokens(tpl, runtime, schema)
-            tokens_out += n["brainstorm"] * (cfg.sampling.brainstorm_max_tokens or cfg.sampling.max_tokens)
-        if n["examples"]:
-            tpl = load_template(f"{cfg.templates}/{tspec.generate_template}")
-            schema = len(_schema_text(json_schema(tspec.schema, _lengths(cfg, tspec)))) if schema_in_prompt else 0
-            tokens_in += n["examples"] * prompt_tokens(tpl, runtime, schema)
-            tokens_out += n["examples"] * cfg.sampling.max_tokens
-    return {"input": tokens_in, "output_max": tokens_out}
-
-
-def _generator_model(cfg: Any) -> tuple[str | None, str]:
-    """The model name requests will carry (as the price table sees it), and where it came from."""
-    from generators.config import OpenAIBackendConfig
-
-    if isinstance(cfg.backend, OpenAIBackendConfig):
-        if cfg.backend.model:
-            return cfg.backend.model, "backend.model"
-        value = os.environ.get(cfg.backend.model_env or "")
-        return (value, f"${cfg.backend.model_env}") if value else (None, f"${cfg.backend.model_env} (unset now)")
-    return f"local:{Path(cfg.backend.model).stem}", "local backend"
-
-
 def estimate_generate(step: Any, plan: Any) -> dict[str, Any]:
-    from generators.config import OpenAIBackendConfig, load_config
-    from generators.pipeline import _price_overrides
-    from generators.pricing import PriceTable
+    """``generators.estimate`` against the run's response cache (the one ``run_generate`` uses)."""
+    from generators.estimate import estimate_generation
 
-    cfg = load_config(Path(step.payload["config"]))
-    calls = generation_calls(cfg)
-    brainstorm = sum(c["brainstorm"] for c in calls.values())
-    examples = sum(c["examples"] for c in calls.values())
-    tokens = generation_tokens(cfg)
-    model, model_from = _generator_model(cfg)
-    local = not isinstance(cfg.backend, OpenAIBackendConfig)
-    est: dict[str, Any] = {"llm_calls": brainstorm + examples, "local": local, "brainstorm_calls": brainstorm, "example_calls": examples,
-                           "calls_by_type": calls, "input_tokens": round(tokens["input"]),
-                           "output_tokens_max": round(tokens["output_max"]), "model": model, "gpu_hours": 0.0}
-    calls_text = f"{brainstorm + examples:,} LLM calls ({brainstorm:,} brainstorm + {examples:,} examples)"
-    tok_text = f"~{_big(tokens['input'])} tokens in, ≤{_big(tokens['output_max'])} out"
-    assumptions = (f"prompt templates '{cfg.templates}' at {CHARS_PER_TOKEN:g} chars/token (a task {cfg.lengths.task or TASK_CHARS} "
-                   f"chars); output at sampling.max_tokens ({cfg.sampling.max_tokens}) per call: a ceiling")
-    if isinstance(cfg.backend, OpenAIBackendConfig):
-        discount = cfg.backend.batch_discount if cfg.backend.mode == "batch" else 0.0
-        price = PriceTable(_price_overrides(cfg)).price(model) if model else None  # type: ignore[arg-type]
-        if price is None:
-            est.update(usd=None, unpriced_models=[model or model_from])
-            money = f"unpriced ({model or model_from} has no price: add it under prices:)"
-        else:
-            usd = (tokens["input"] * price.input_per_mtok + tokens["output_max"] * price.output_per_mtok) / 1e6 * (1 - discount)
-            est["usd"] = round(usd, 2)
-            money = f"≤ ${usd:,.2f} at ${price.input_per_mtok:g}/${price.output_per_mtok:g} per Mtok" + (
-                f", batch −{discount:.0%}" if discount else "")
-        est["summary"] = f"{calls_text} to {model or model_from}; {tok_text}; {money}"
-        est["assumptions"] = assumptions + "; wall time depends on the endpoint's rate limits"
-        return est
-    params = model_params(cfg.backend.model, plan.loaded.base_dir)
-    est["usd"] = 0.0
-    if params is None:
-        est["local_llm_hours"] = None
-        est["summary"] = f"{calls_text} to {model}; {tok_text}; $0 (local), time unknown (model size unreadable)"
-    else:
-        hours = tokens["output_max"] / (LOCAL_GEN_TOKENS_PER_S * LOCAL_GEN_PARAMS / params[0]) / 3600
-        est["local_llm_hours"] = hours
-        est["summary"] = f"{calls_text} to {model}; {tok_text}; $0 (local), ≤{_hours(hours)} h"
-    est["assumptions"] = assumptions + (f"; local time at {LOCAL_GEN_TOKENS_PER_S:g} output tokens/s for SmolLM2-135M on CPU "
-                                        "(../shared/NOTES.md) scaled by parameter count; prompt reading not counted")
-    return est
+    cfg = step.payload["cfg"]
+    est = estimate_generation(cfg, cfg.store or plan.output / "cache" / "responses", step.payload["config"])
+    return {**est.model_dump(), "llm_calls": est.calls_to_pay, "gpu_hours": 0.0}
 
 
 # --- model sizes ----------------------------------------------------------------------------------
 
-def _safetensors_params(path: Path) -> int:
-    """Elements of every tensor in a safetensors file (header only), the LM head excluded."""
-    with path.open("rb") as fh:
-        (size,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(size))
-    return sum(math.prod(v["shape"]) for k, v in header.items()
-               if k != "__metadata__" and k.split(".")[0] != "lm_head")
-
-
-def _gguf_params(path: Path) -> int:
-    st = path.stat()
-    return _gguf_params_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-@cache
-def _gguf_params_of(path: str, size: int, mtime_ns: int) -> int:
-    """Memoised per file version: reading a GGUF header walks every tensor (seconds per call)."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    return sum(int(t.n_elements) for t in reader.tensors if t.name != "output.weight")  # output.weight: the LM head
-
-
 def _directory_params(path: Path, gguf_file: str | None) -> tuple[float, str] | None:
     if path.is_file() and path.suffix == ".gguf":
-        return float(_gguf_params(path)), f"GGUF tensors of {path.name}"
+        return float(gguf_params(path)), f"GGUF tensors of {path.name}"
     if not path.is_dir():
         return None
     ggufs = [path / gguf_file] if gguf_file else ([] if (path / "config.json").exists() else sorted(path.glob("*.gguf")))
     if len(ggufs) == 1 and ggufs[0].is_file():
-        return float(_gguf_params(ggufs[0])), f"GGUF tensors of {ggufs[0].name}"
+        return float(gguf_params(ggufs[0])), f"GGUF tensors of {ggufs[0].name}"
     files = sorted(path.rglob("*.safetensors"))
     adapter = path / "adapter_config.json"
     if adapter.is_file():
@@ -361,7 +198,7 @@ def _directory_params(path: Path, gguf_file: str | None) -> tuple[float, str] | 
         found = model_params(str(base), path) if base else None
         return (found[0], f"base {base} of the adapter ({found[1]})") if found else None
     if files:
-        return float(sum(_safetensors_params(f) for f in files)), "safetensors headers"
+        return float(sum(safetensors_params(f) for f in files)), "safetensors headers"
     return None
 
 
@@ -380,7 +217,7 @@ def _hub_cache_params(repo_id: str, revision: str | None) -> tuple[float, str] |
         hit = try_to_load_from_cache(repo_id, name, revision=revision, cache_dir=cache_dir)
         if not isinstance(hit, str):
             return None
-        total += _safetensors_params(Path(hit))
+        total += safetensors_params(Path(hit))
     return float(total), "safetensors headers in the local hub cache"
 
 

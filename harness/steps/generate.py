@@ -27,13 +27,16 @@ def plan_generate(name: str, config_path: Path, matrix_path: Path, field: str) -
     if not config_path.is_file():
         raise InputError(matrix_path, field, f"generation config {config_path} does not exist",
                          "fix the path (relative to the matrix file)")
+    from generators.identity import generation_identity
+
     try:
         cfg = load_config(config_path)
+        identity = generation_identity(cfg, config_path)
     except GeneratorInputError as exc:
         raise InputError(matrix_path, field, f"invalid generation config ({exc})", "fix the generation config") from None
-    params = {"config": cfg.model_dump(mode="json", exclude={"output", "store", "name"})}
+    params = {"config": identity}
     return Step(kind=GENERATE, label=f"generate {name}", params=params, inputs=[], code_version=CODE_VERSION,
-                payload={"name": name, "config": config_path})
+                payload={"name": name, "config": config_path, "cfg": cfg})
 
 
 def examples_path(step_dir: Path) -> Path:
@@ -45,7 +48,9 @@ def run_generate(step: Step, work: Path, *, progress: bool) -> dict[str, Any]:
     from generators.commands import generate
 
     start = time.monotonic()
-    manifest = generate(step.payload["config"], work / OUTPUT, progress=progress)
+    cfg = step.payload["cfg"]  # the object the key was computed from; the file is not read again
+    manifest = generate(cfg, work / OUTPUT, responses=cfg.store or work.parents[2] / "cache" / "responses",
+                        progress=progress, source=step.payload["config"])
     return {"kept": manifest.kept, "counts": manifest.counts, "rejects": manifest.rejects,
             "cost_usd": manifest.cost_usd, "examples": f"{OUTPUT}/{manifest.examples_file}",
             "seconds": round(time.monotonic() - start, 3)}
