@@ -167,6 +167,15 @@ def _check_bitext_languages(path: Path, cfg: GenerationConfig) -> None:
         )
 
 
+def environment_variables(cfg: GenerationConfig) -> set[str]:
+    """Names of the environment variables a job reads when it runs (endpoint, key): what a remote
+    worker must be given. ``model_env`` is not among them once ``load_config`` has read it."""
+    b = cfg.backend
+    if not isinstance(b, OpenAIBackendConfig):
+        return set()
+    return {v for v in (b.base_url_env, b.api_key_env, b.model_env) if v}
+
+
 _SECTIONS: dict[str, type[BaseModel]] = {
     "sampling": SamplingConfig, "lengths": LengthConfig, "filters": FilterConfig, "failure": FailureConfig,
 }

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from generators.commands import generate
-from generators.config import GenerationConfig, load_config
+from generators.config import GenerationConfig, environment_variables, load_config
 from generators.errors import GeneratorInputError
 from generators.identity import generation_identity
 from generators.planning import RequestPlanner
@@ -69,6 +69,9 @@ def test_transport_fields_keep_the_identity_and_a_rerun_pays_nothing(server: Fak
     second = _load(tmp_path / "b", **TRANSPORT)
     second.backend.mode = "online"  # the same model answers both modes; online here so the double can answer
     assert generation_identity(first) == generation_identity(second)
+    # the variables a worker must be given are named by the config, never by the identity
+    assert environment_variables(second) == {"GEN_ID_URL_2", "GEN_ID_KEY_2"}
+    assert not any(v in str(generation_identity(second)) for v in environment_variables(second))
 
     cache = tmp_path / "responses"
     m1 = generate(first, tmp_path / "out1", responses=cache, progress=False)

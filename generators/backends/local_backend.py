@@ -3,7 +3,7 @@
 Small models rarely write valid JSON on their own, so generation is constrained by the request's JSON
 schema with xgrammar (one compiled grammar per schema, one per batch row). Requests are batched
 after sorting by prompt length, and each batch's outcomes are yielded as soon as it ends so the
-store keeps them even if the job is killed during the next batch.
+cache keeps them even if the job is killed during the next batch.
 
 Sampling is per request: each batch row draws its tokens from its own generator seeded by that
 request's seed (`PerRequestSampler`), never from torch's global generator, so an example does not
@@ -75,7 +75,7 @@ def local_model_name(spec: str) -> str:
     return f"local:{digest[:16]}"
 
 
-SAMPLER_VERSION = "per-request-1"  # part of the store key: a change of sampler invalidates stored answers
+SAMPLER_VERSION = "per-request-1"  # part of the cache key: a change of sampler invalidates stored answers
 
 
 class PerRequestSampler:
