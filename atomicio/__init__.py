@@ -24,7 +24,7 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -192,7 +192,7 @@ def _is_stale(tmp: Path, now: float, this_host: str) -> bool | None:
     return now - tmp.stat().st_mtime >= LEGACY_TMP_AGE_S
 
 
-def remove_stale_temporaries(directory: Path) -> int:
+def remove_stale_temporaries(directory: Path, skip: Sequence[Path] = ()) -> int:
     """Delete the leftovers of writers killed mid-write under ``directory``; returns how many were removed.
 
     A temporary's name says who writes it (``PID@HOST``, see :func:`writer_tag`): this host's go once
@@ -201,15 +201,20 @@ def remove_stale_temporaries(directory: Path) -> int:
     an unrelated process here), so another host's temporaries go only once unchanged for
     ``OTHER_HOST_TMP_AGE_S``. Names from older writers: a file with a pid (``.NAME.PID.RANDOM.tmp``)
     goes when that pid is dead here, one without a pid once older than ``LEGACY_TMP_AGE_S``, and a
-    directory without one (``.NAME.tmp-RANDOM``) is left alone.
+    directory without one (``.NAME.tmp-RANDOM``) is left alone. ``skip``: folders not walked at all
+    (a cache of half a million entries that cleans its own leftovers).
     """
     removed = 0
     if not directory.exists():
         return 0
     now = time.time()
     this_host = _host_label(socket.gethostname())
-    candidates = sorted((p for p in directory.rglob(".*") if p.name.endswith(".tmp") or ".tmp-" in p.name),
-                        key=lambda p: len(p.parts))  # one walk; outer temporaries first
+    skipped = {Path(p) for p in skip}
+    found: list[Path] = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if Path(root, d) not in skipped]
+        found += [Path(root, n) for n in (*dirs, *files) if n.startswith(".") and (n.endswith(".tmp") or ".tmp-" in n)]
+    candidates = sorted(found, key=lambda p: len(p.parts))  # one walk; outer temporaries first
     gone: list[Path] = []
     for tmp in candidates:
         if any(tmp.is_relative_to(g) for g in gone):
@@ -302,3 +307,49 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def atomic_create_bytes(path: Path, data: bytes, *, durable: bool = True, staging: Path | None = None) -> bool:
+    """Publish ``data`` at ``path`` only if nothing is there yet: the first writer wins, atomically.
+
+    For content-keyed caches that processes on several hosts share (an LLM answer paid for once):
+    two writers of one key must not replace each other's entry, or a job that already used the first
+    answer would find another on its re-run. The data goes to a temporary file in ``staging`` (a
+    folder on the same filesystem; default beside ``path``), fsynced when ``durable``, and is
+    hard-linked to ``path``: link(2) fails when ``path`` exists, on local filesystems and on NFS
+    alike. Returns True when this call published ``path``, False when another writer had. A
+    filesystem without hard links falls back to an existence check and a rename (a race there is
+    last-writer-wins). The temporary is always removed; a writer killed before that leaves a
+    ``.NAME.PID.*.tmp`` that :func:`remove_stale_temporaries` recognises.
+    """
+    import errno
+
+    path = Path(path)
+    folder = Path(staging) if staging is not None else path.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
+            if durable:
+                os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+            return True
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass

@@ -1,25 +1,32 @@
-"""The entry point the CLI (`harness generate CONFIG [--output DIR]`) and the matrix call.
+"""The entry points: `generate` (a validated config object; what the harness's generate step calls)
+and `generate_file` (a config file; what `harness generate CONFIG [--output DIR]` calls).
 
-Returns the manifest it wrote, so a caller can read counts and cost without re-reading the file.
+`generate` takes the config OBJECT its caller keyed (and never re-reads a file, so what was planned
+is what runs) and the response cache to read and write. Both return the manifest they wrote, so a
+caller can read counts and cost without re-reading the file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from generators.backends import make_backend
-from generators.config import GenerationConfig, OpenAIBackendConfig, load_config
 from generators.backends.openai_batch import RESPONSE_FORMS
+from generators.batch_state import BATCH_STATE_FILE, BatchState
+from generators.config import GenerationConfig, OpenAIBackendConfig, load_config
 from generators.contamination import MIN_TOKENS, NGRAM, ContaminationFilter
 from generators.errors import BackendUnavailableError, GenerationFailedError, GeneratorInputError
+from generators.identity import generation_identity, identity_sha256
 from generators.output import GenerationManifest, RequestCounts, write_examples, write_manifest
 from generators.pipeline import Job, JobResult
+from generators.planning import RequestPlanner
 from generators.progress import Progress
-from generators.response_store import ResponseStore
+from generators.response_cache import ResponseCache
+
+RESPONSES_DIR = "responses"  # the CLI's default cache folder inside the output folder
 
 
 def _now() -> str:
@@ -35,17 +42,16 @@ def resolve_output(config_path: Path, cfg: GenerationConfig, output: Path | None
     return config_path.resolve().parent / "runs" / f"generate-{cfg.name}"
 
 
-async def _run(cfg: GenerationConfig, store: ResponseStore, progress: Progress,
-               contamination: ContaminationFilter | None) -> tuple[JobResult, str, str]:
+async def _run(cfg: GenerationConfig, planner: RequestPlanner, cache: ResponseCache, progress: Progress,
+               contamination: ContaminationFilter | None, out_dir: Path) -> tuple[JobResult, str]:
     backend = make_backend(cfg.backend)
-    journal = store.journal()
     if isinstance(cfg.backend, OpenAIBackendConfig):
-        backend._journal = journal  # type: ignore[attr-defined]
+        backend._journal = BatchState(out_dir / BATCH_STATE_FILE)  # type: ignore[attr-defined]
     try:
-        result = await Job(cfg, backend, store, progress, contamination).run()
+        result = await Job(cfg, backend, cache, progress, contamination, planner=planner).run()
     finally:
         await backend.aclose()
-    return result, backend.name, backend.model_name  # type: ignore[attr-defined]
+    return result, backend.name
 
 
 def _response_format(cfg: GenerationConfig) -> dict[str, str]:
@@ -70,33 +76,37 @@ def check_failures(counts: RequestCounts, max_share: float, config_path: Path | 
     raise GenerationFailedError(
         config_path, "backend", f"generation failed: {counts.failed} of {counts.total} calls failed ({why}); top reasons: {reasons}",
         "fix what the reasons name (endpoint, model, key, backend.response_format) and re-run; no examples were"
-        " written and the calls that succeeded stay in the response store",
+        " written and the calls that succeeded stay in the response cache",
     )
 
 
-def generate(config_path: Path, output: Path | None = None, progress: bool = True) -> GenerationManifest:
-    """Run (or resume) a generation job and write examples.jsonl + manifest.json under the output dir.
+def generate(cfg: GenerationConfig, output: Path, *, responses: Path, progress: bool = True,
+             source: Path | None = None) -> GenerationManifest:
+    """Run (or resume) a generation job: examples.jsonl + manifest.json under ``output``.
 
-    Re-running the same config resumes: every call already in the response store is answered from it.
+    ``cfg`` is the validated config (the object the caller's key was computed from); ``responses``
+    is the response cache folder (shared, content-keyed: every request already answered there is
+    not paid for again); ``source`` is the config file, for messages and provenance only.
     Raises GeneratorInputError for a config the user must fix.
     """
-    config_path = Path(config_path)
-    cfg = load_config(config_path)
-    out_dir = resolve_output(config_path, cfg, output)
-    store_path = cfg.store or out_dir / "responses.sqlite"
+    out_dir = Path(output)
+    responses = Path(responses)
     started, t0 = _now(), time.perf_counter()
-    # Eval data is read before anything is written: a malformed line stops the job with nothing on disk.
+    # Everything that reads the user's inputs runs before anything is written: a missing model
+    # variable or a malformed eval line stops the job with nothing on disk.
+    identity = generation_identity(cfg, source)
+    planner = RequestPlanner(cfg, source)
     contamination = ContaminationFilter(cfg.filters.contamination) if cfg.filters.contamination else None
     bar = Progress(total=0, enabled=progress, desc=f"generate {cfg.name}")
     try:
-        with ResponseStore(store_path) as store:
-            try:
-                result, backend_name, model = asyncio.run(_run(cfg, store, bar, contamination))
-            except BackendUnavailableError as exc:
-                raise GeneratorInputError(config_path, "backend", str(exc), "install what it names or fix backend.model") from exc
+        cache = ResponseCache(responses)
+        try:
+            result, backend_name = asyncio.run(_run(cfg, planner, cache, bar, contamination, out_dir))
+        except BackendUnavailableError as exc:
+            raise GeneratorInputError(source, "backend", str(exc), "install what it names or fix backend.model") from exc
     finally:
         bar.close()
-    check_failures(result.requests, cfg.failure.max_call_failure_share, config_path)
+    check_failures(result.requests, cfg.failure.max_call_failure_share, source)
     write_examples(out_dir, result.rows)
     counts: dict[str, dict[str, int]] = {"task_type": {}, "language": {}}
     for row in result.rows:
@@ -104,13 +114,14 @@ def generate(config_path: Path, output: Path | None = None, progress: bool = Tru
         counts["language"][row.language] = counts["language"].get(row.language, 0) + 1
     manifest = GenerationManifest(
         name=cfg.name,
-        config_path=str(config_path.resolve()),
-        config_sha256=hashlib.sha256(config_path.read_bytes()).hexdigest(),
+        config_path=str(Path(source).resolve()) if source is not None else None,
+        identity_sha256=identity_sha256(identity),
+        identity=identity,
         backend=backend_name,
-        generator_model=model,
+        generator_model=planner.model,
         seed=cfg.seed,
         output_dir=str(out_dir),
-        store_path=str(store_path),
+        responses_path=str(responses),
         started_at=started,
         finished_at=_now(),
         time_s=round(time.perf_counter() - t0, 3),
@@ -140,3 +151,14 @@ def generate(config_path: Path, output: Path | None = None, progress: bool = Tru
     )
     write_manifest(out_dir, manifest)
     return manifest
+
+
+def generate_file(path: Path, output: Path | None = None, progress: bool = True) -> GenerationManifest:
+    """`harness generate CONFIG [--output DIR]`: load the file, then `generate`.
+
+    The cache is the config's `store:` if given, else ``<output>/responses``.
+    """
+    path = Path(path)
+    cfg = load_config(path)
+    out_dir = resolve_output(path, cfg, output)
+    return generate(cfg, out_dir, responses=cfg.store or out_dir / RESPONSES_DIR, progress=progress, source=path)

@@ -6,13 +6,14 @@ resolve against the config file, and every error names the file, the field and t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from generators.errors import GeneratorInputError
-from inputio import read_yaml_mapping
+from inputio import field_problem, read_yaml_mapping
 from generators.sampling import LANGUAGE_NAMES
 from generators.taxonomy import TaskType
 
@@ -27,7 +28,9 @@ class OpenAIBackendConfig(_Model):
     """Any OpenAI-compatible chat endpoint (OpenAI, Azure OpenAI v1, vLLM, Ollama).
 
     Secrets and endpoints come from environment variables named here, never from the file itself,
-    so a config can be committed and shared.
+    so a config can be committed and shared. ``model_env`` names a variable holding the model; it is
+    read once, when the config is loaded (``load_config`` writes the name into ``model``), so a plan
+    and the run it schedules on another host cannot ask for different models.
     """
 
     kind: Literal["openai"]
@@ -49,6 +52,20 @@ class OpenAIBackendConfig(_Model):
     mode: Literal["online", "batch"] = "online"
     batch_poll_s: float = Field(30.0, gt=0)
     batch_discount: float = Field(0.5, ge=0, le=1)
+
+    def resolved_model(self, source: Path | None = None) -> str:
+        """The model the requests name: ``$model_env`` when it is set, else ``model``."""
+        if self.model_env:
+            value = os.environ.get(self.model_env, "").strip()
+            if value:
+                return value
+        if self.model:
+            return self.model
+        if self.model_env:
+            raise GeneratorInputError(
+                source, "backend.model_env", f"${self.model_env} is not set and backend.model is not given",
+                f"export {self.model_env}=<model name> before planning or running, or set backend.model")
+        raise GeneratorInputError(source, "backend.model", "no model given", "set backend.model or backend.model_env")
 
 
 class LocalBackendConfig(_Model):
@@ -150,13 +167,49 @@ def _check_bitext_languages(path: Path, cfg: GenerationConfig) -> None:
         )
 
 
-def _field_path(loc: tuple[object, ...]) -> str:
-    skip = {"openai", "local", "[key]"}
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in skip))
+def environment_variables(cfg: GenerationConfig) -> set[str]:
+    """Names of the environment variables a job reads when it runs (endpoint, key): what a remote
+    worker must be given. ``model_env`` is not among them once ``load_config`` has read it."""
+    b = cfg.backend
+    if not isinstance(b, OpenAIBackendConfig):
+        return set()
+    return {v for v in (b.base_url_env, b.api_key_env, b.model_env) if v}
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "sampling": SamplingConfig, "lengths": LengthConfig, "filters": FilterConfig, "failure": FailureConfig,
+}
+
+
+def _section(loc: tuple[object, ...]) -> type[BaseModel]:
+    """The model class an error's location points into (for the "did you mean" list of fields)."""
+    if len(loc) >= 2 and loc[0] == "backend":
+        return LocalBackendConfig if loc[1] == "local" else OpenAIBackendConfig
+    if len(loc) >= 3 and loc[0] == "tasks":
+        return TaskConfig
+    if len(loc) >= 3 and loc[0] == "prices":
+        return PriceConfig
+    if len(loc) >= 2 and isinstance(loc[0], str) and loc[0] in _SECTIONS:
+        return _SECTIONS[loc[0]]
+    return GenerationConfig
+
+
+def _validation_error(path: Path, exc: ValidationError) -> GeneratorInputError:
+    """The one translation (inputio.field_problem), with the fixes only this config knows."""
+    first = exc.errors()[0]
+    fp = field_problem(exc, allowed=sorted(_section(tuple(first["loc"])).model_fields), docs="docs/generators.md",
+                       skip_loc=frozenset({"openai", "local", "[key]"}))
+    fix = fp.fix
+    if "union_tag" in fp.kind:
+        fix = "set backend.kind to 'openai' or 'local'"
+    elif "enum" in fp.kind or "literal" in fp.kind:
+        fix = f"use one of the allowed values ({first['msg']})"
+    return GeneratorInputError(path, fp.field, fp.problem, fix)
 
 
 def load_config(path: Path) -> GenerationConfig:
-    """Read and validate a config; relative paths become absolute against the file's folder."""
+    """Read and validate a config; relative paths become absolute against the file's folder, and
+    ``backend.model_env`` is read now (see OpenAIBackendConfig)."""
     path = Path(path)
     if not path.is_file():
         raise GeneratorInputError(path, None, "config file not found", "pass the path of a generation YAML file")
@@ -164,21 +217,7 @@ def load_config(path: Path) -> GenerationConfig:
     try:
         cfg = GenerationConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = _field_path(tuple(err["loc"]))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            fix = "remove this key or check its spelling against docs/generators.md"
-        elif err["type"] == "missing":
-            fix = "add this required key"
-        elif "union_tag" in err["type"]:
-            fix = "set backend.kind to 'openai' or 'local'"
-        elif "enum" in err["type"] or "literal" in err["type"]:
-            fix = f"use one of the allowed values ({msg})"
-        else:
-            fix = "give a value of the right type and range"
-        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-        raise GeneratorInputError(path, field, msg + more, fix) from exc
+        raise _validation_error(path, exc) from exc
     base = path.resolve().parent
     if cfg.output is not None and not cfg.output.is_absolute():
         cfg.output = base / cfg.output
@@ -194,8 +233,11 @@ def load_config(path: Path) -> GenerationConfig:
             )
         resolved.append(p)
     cfg.filters.contamination = resolved
-    if isinstance(cfg.backend, OpenAIBackendConfig) and not (cfg.backend.model or cfg.backend.model_env):
-        raise GeneratorInputError(path, "backend.model", "no model given", "set backend.model or backend.model_env")
+    if isinstance(cfg.backend, OpenAIBackendConfig):
+        cfg.backend.model = cfg.backend.resolved_model(path)
+        cfg.backend.model_env = None  # read once: the config now names the model itself
+    elif not cfg.backend.model.startswith("pkg:") and not Path(cfg.backend.model).is_absolute():
+        cfg.backend.model = str(base / cfg.backend.model)
     _check_bitext_languages(path, cfg)
     if not cfg.tasks or sum(t.count for t in cfg.tasks.values()) == 0:
         raise GeneratorInputError(path, "tasks", "no examples requested", "give at least one task type a count > 0")

@@ -26,5 +26,5 @@ class GenerationFailedError(GeneratorInputError):
 
     A subclass of the input error because the fix is the user's (endpoint, model, response_format,
     key), so the CLI already turns it into exit code 2 with this one line and nothing written; the
-    response store keeps every call that did succeed, so a re-run after the fix pays only for the rest.
+    response cache keeps every call that did succeed, so a re-run after the fix pays only for the rest.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,17 +55,22 @@ class RequestCounts(BaseModel):
 
 
 class GenerationManifest(BaseModel):
-    """What a job made and what it cost; the harness reads `examples` and `counts`."""
+    """What a job made and what it cost; the harness reads `examples` and `counts`.
+
+    `identity_sha256` hashes `identity` (`generators.identity.generation_identity`: what determines
+    the examples); `config_path`, `output_dir` and `responses_path` are provenance only.
+    """
 
     name: str
-    config_path: str
-    config_sha256: str
+    config_path: str | None
+    identity_sha256: str
+    identity: dict[str, Any] = Field(default_factory=dict)
     backend: str
     generator_model: str
     seed: int
     output_dir: str
     examples_file: str = EXAMPLES_FILE
-    store_path: str
+    responses_path: str
     started_at: str
     finished_at: str
     time_s: float

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
+from inputio import field_problem
+
 INVALID_JSON = "invalid_json"
 TRUNCATED = "truncated"
 SCHEMA_INVALID = "schema_invalid"
@@ -45,4 +47,5 @@ def parse_output(text: str, schema: type[BaseModel], finish_reason: str | None =
     try:
         return Parsed(schema.model_validate(data), None)
     except ValidationError as exc:
-        return Parsed(None, SCHEMA_INVALID, str(exc.errors()[0].get("msg"))[:200])
+        fp = field_problem(exc)
+        return Parsed(None, SCHEMA_INVALID, (f"{fp.field}: {fp.problem}" if fp.field else fp.problem)[:200])

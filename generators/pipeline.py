@@ -1,8 +1,8 @@
-"""The job: brainstorm task pools, build one request per example, run them store-first, filter, keep.
+"""The job: brainstorm task pools, build one request per example, run them cache-first, filter, keep.
 
-Requests are rebuilt identically on every run (seeded per example), each is answered from the
-response store when it can be and sent to the backend only when it cannot; every fresh completion is
-stored the moment it arrives. Outcomes are judged as they come (parse, language, contamination) and
+Requests are rebuilt identically on every run (`generators.planning`, seeded per example), each is
+answered from the response cache when it can be and sent to the backend only when it cannot; every
+fresh completion is cached the moment it arrives. Outcomes are judged as they come (parse, language, contamination) and
 deduplicated at the end in example order, so the kept set does not depend on completion order.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import threading
 from collections import Counter, defaultdict
@@ -20,43 +19,20 @@ from typing import Any, TypeVar
 
 from generators.backends.base import Backend, CallOutcome, ChatRequest
 from generators.config import GenerationConfig
-from generators.filters import CONTAMINATED, DUPLICATE, LANGUAGE_MISMATCH, ContaminationFilter, Deduper, LanguageChecker, normalize
+from generators.filters import CONTAMINATED, DUPLICATE, LANGUAGE_MISMATCH, ContaminationFilter, Deduper, LanguageChecker
 from generators.output import ExampleRow, RequestCounts, TokenCounts
 from generators.parsing import parse_output
-from generators.pricing import PriceTable
+from generators.planning import Planned, RequestPlanner
+from generators.pricing import PriceTable, price_table
 from generators.progress import Progress
-from generators.response_store import ResponseStore
-from generators.sampling import LANGUAGE_NAMES, LanguageSampler, choose, derived_rng, derived_seed, sample_placeholders, xlmr_weights
-from generators.schemas import BrainstormOutput, json_schema
-from generators.taxonomy import TaskSpec, TaskType, spec
-from generators.templates import Template, load_template
+from generators.response_cache import ResponseCache
+from generators.taxonomy import TaskType, spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CALL_FAILED = "call_failed"
 NO_TASK_POOL = "no_task_pool"
-
-# Instructions for the one-step types, as the paper's evaluation phrases them.
-ONE_STEP_INSTRUCTIONS = {
-    TaskType.STS: "Retrieve semantically similar text.",
-    TaskType.BITEXT: "Retrieve parallel sentences.",
-}
-
-
-@dataclass
-class Planned:
-    """One example to be generated: where it came from and the request that will produce it."""
-
-    task_type: TaskType
-    index: int
-    language: str
-    target_language: str | None
-    instruction: str
-    template: Template
-    placeholders: dict[str, str]
-    request: ChatRequest
-
 
 @dataclass
 class JobResult:
@@ -78,12 +54,12 @@ class JobResult:
 
 
 class CallRunner:
-    """Store-first dispatch: answers from the store, sends the rest, stores each success at once."""
+    """Cache-first dispatch: answers from the cache, sends the rest, caches each success at once."""
 
-    def __init__(self, backend: Backend, store: ResponseStore, prices: PriceTable, progress: Progress,
+    def __init__(self, backend: Backend, cache: ResponseCache, prices: PriceTable, progress: Progress,
                  batch_discount: float = 0.0) -> None:
         self.backend = backend
-        self.store = store
+        self.cache = cache
         self.prices = prices
         self.progress = progress
         self.batch_discount = batch_discount
@@ -112,7 +88,7 @@ class CallRunner:
         to_send = []
         for key, req in unique.items():
             self.counts.total += 1
-            hit = self.store.get(key)
+            hit = self.cache.get(key)
             if hit is None:
                 to_send.append(req)
                 continue
@@ -132,7 +108,11 @@ class CallRunner:
                 cost = self.prices.cost(out.request.model, out.prompt_tokens, out.completion_tokens, discount)
                 if cost is None:
                     self.unpriced.add(out.request.model)
-                self.store.put(out, cost)
+                kept, ours = self.cache.put(out, cost)
+                if not ours:  # another job answered this request first: use its answer, as its re-run will
+                    out = CallOutcome(out.request, ok=True, text=kept.response, finish_reason=kept.finish_reason,
+                                      prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
+                                      latency_s=out.latency_s, attempts=out.attempts, batch=out.batch)
                 self.counts.succeeded += 1
                 self.counts.new_calls += 1
                 self._account(out.prompt_tokens, out.completion_tokens, cost, new=True)
@@ -144,29 +124,19 @@ class CallRunner:
             yield out
 
 
-def _lengths(cfg: GenerationConfig, tspec: TaskSpec) -> dict[str, int]:
-    caps = {"short": cfg.lengths.short, "long": cfg.lengths.long}
-    return {f: caps[c] for f, c in tspec.field_lengths.items() if caps[c] is not None}  # type: ignore[misc]
-
-
-def _schema_text(schema: dict[str, object]) -> str:
-    return json.dumps(schema, separators=(",", ":"))  # key order kept: it is the order the model writes
-
-
 class Job:
-    """One generation job over a config, a backend and a store."""
+    """One generation job over a config, a backend and a response cache."""
 
-    def __init__(self, cfg: GenerationConfig, backend: Backend, store: ResponseStore, progress: Progress,
-                 contamination: ContaminationFilter | None = None) -> None:
+    def __init__(self, cfg: GenerationConfig, backend: Backend, cache: ResponseCache, progress: Progress,
+                 contamination: ContaminationFilter | None = None, planner: RequestPlanner | None = None) -> None:
         self.cfg = cfg
         self.backend = backend
-        self.model = backend.model_name  # type: ignore[attr-defined]
-        prices = PriceTable({m: p for m, p in _price_overrides(cfg).items()})
+        self.planner = planner or RequestPlanner(cfg)
+        self.model = self.planner.model
+        prices = price_table(cfg.prices)
         discount = float(getattr(cfg.backend, "batch_discount", 0.0))
-        self.runner = CallRunner(backend, store, prices, progress, batch_discount=discount)
+        self.runner = CallRunner(backend, cache, prices, progress, batch_discount=discount)
         self.progress = progress
-        weights = xlmr_weights() if cfg.languages == "xlmr" else dict(cfg.languages)  # type: ignore[arg-type]
-        self.languages = LanguageSampler(weights)
         self.rejects: Counter[str] = Counter()
         self.rejects_by_type: dict[str, Counter[str]] = defaultdict(Counter)
         self.lang_stats: Counter[str] = Counter()
@@ -180,19 +150,6 @@ class Job:
         if contamination is None and cfg.filters.contamination:
             contamination = ContaminationFilter(cfg.filters.contamination)
         self.contamination = contamination
-        self.templates: dict[str, int] = {}
-        options = getattr(backend, "request_options", None)
-        self.request_options: tuple[tuple[str, Any], ...] = tuple(sorted((options() if options else {}).items()))
-
-    def _request(self, messages: list[dict[str, str]], max_tokens: int, seed: int, schema: dict[str, object] | None, tag: str) -> ChatRequest:
-        s = self.cfg.sampling
-        return ChatRequest(
-            model=self.model,
-            messages=tuple((m["role"], m["content"]) for m in messages),
-            temperature=s.temperature, top_p=s.top_p, max_tokens=max_tokens, seed=seed,
-            response_schema=_schema_text(schema) if schema is not None else None,
-            options=self.request_options, tag=tag,
-        )
 
     def _wrong_language_fields(self, p: Planned, fields: dict[str, str]) -> list[str]:
         """Fields identified as another language than asked, each judged on its own text.
@@ -225,82 +182,21 @@ class Job:
 
     # -- step one -------------------------------------------------------------------------------
     async def brainstorm(self) -> tuple[dict[TaskType, list[str]], dict[str, int]]:
-        cfg = self.cfg
-        planned: list[tuple[TaskType, ChatRequest]] = []
-        for tt, tcfg in cfg.tasks.items():
-            tspec = spec(tt)
-            if not tspec.two_step or tcfg.count == 0:
-                continue
-            tpl = load_template(f"{cfg.templates}/{tspec.brainstorm_template}")
-            self.templates[tpl.id] = tpl.version
-            caps = {"tasks": cfg.lengths.task} if cfg.lengths.task else {}
-            schema = json_schema(BrainstormOutput, caps, max_items=tcfg.tasks_per_brainstorm, min_chars=16)  # a task is a sentence
-            for i in range(tcfg.brainstorm_calls):
-                msgs = tpl.render({"num_tasks": str(tcfg.tasks_per_brainstorm)})
-                req = self._request(msgs, cfg.sampling.brainstorm_max_tokens or cfg.sampling.max_tokens,
-                                    derived_seed(cfg.seed, "brainstorm", tt.value, i), schema, f"brainstorm:{tt.value}:{i}")
-                planned.append((tt, req))
+        planned = self.planner.brainstorm_requests()
         self.progress.add_total(len(planned))
-        raw: dict[str, CallOutcome] = {}
+        answers: dict[str, tuple[str, str | None]] = {}
         async for out in self.runner.run([r for _, r in planned]):
-            raw[out.request.key] = out
-        pools: dict[TaskType, list[str]] = {}
-        stats: Counter[str] = Counter()
-        for tt, req in planned:  # in plan order, so the pool order is stable
-            out = raw.get(req.key)
-            stats["calls"] += 1
-            if out is None or not out.ok:
-                stats["failed"] += 1
-                continue
-            parsed = parse_output(out.text, BrainstormOutput, out.finish_reason)
-            if parsed.value is None:
-                stats[f"rejected_{parsed.reason}"] += 1
-                continue
-            pool = pools.setdefault(tt, [])
-            seen = {normalize(t) for t in pool}
-            for task in parsed.value.tasks:  # type: ignore[attr-defined]
-                if normalize(task) not in seen:
-                    seen.add(normalize(task))
-                    pool.append(task)
-        for tt, pool in pools.items():
-            stats[f"tasks_{tt.value}"] = len(pool)
+            if out.ok:
+                answers[out.request.key] = (out.text, out.finish_reason)
+        pools, stats = self.planner.pools(planned, answers)
         return pools, dict(stats)
 
     # -- step two -------------------------------------------------------------------------------
     def plan(self, pools: dict[TaskType, list[str]]) -> tuple[list[Planned], int]:
-        cfg = self.cfg
-        plans: list[Planned] = []
-        skipped = 0
-        for tt, tcfg in cfg.tasks.items():
-            tspec = spec(tt)
-            tpl = load_template(f"{cfg.templates}/{tspec.generate_template}")
-            self.templates[tpl.id] = tpl.version
-            schema = json_schema(tspec.schema, _lengths(cfg, tspec))
-            for i in range(tcfg.count):
-                rng = derived_rng(cfg.seed, tt.value, i)
-                lang = self.languages.draw(rng)
-                target = None
-                values = sample_placeholders(tpl, rng)
-                if tspec.bilingual:
-                    target = "en" if lang != "en" else self.languages.draw_other(rng, "en")
-                    values.update(src_lang=LANGUAGE_NAMES[lang], tgt_lang=LANGUAGE_NAMES[target])
-                else:
-                    values["language"] = LANGUAGE_NAMES[lang]
-                if tspec.two_step:
-                    pool = pools.get(tt)
-                    if not pool:
-                        skipped += 1
-                        self._reject(tt, NO_TASK_POOL)
-                        continue
-                    instruction = choose(rng, pool)
-                    values["task"] = instruction
-                else:
-                    instruction = ONE_STEP_INSTRUCTIONS[tt]
-                placeholders = {k: v for k, v in values.items() if k in tpl.placeholders}
-                req = self._request(tpl.render(values), cfg.sampling.max_tokens,
-                                    derived_seed(cfg.seed, "generate", tt.value, i), schema, f"{tt.value}:{i}")
-                plans.append(Planned(tt, i, lang, target, instruction, tpl, placeholders, req))
-        return plans, skipped
+        plans, skipped = self.planner.examples(pools)
+        for tt in skipped:
+            self._reject(tt, NO_TASK_POOL)
+        return plans, len(skipped)
 
     def _judge(self, p: Planned, out: CallOutcome) -> ExampleRow | None:
         tspec = spec(p.task_type)
@@ -367,7 +263,7 @@ class Job:
         return JobResult(
             rows=rows, requests=r.counts, rejects=self.rejects, rejects_by_type=self.rejects_by_type,
             brainstorm=bstats, language_id=self.lang_stats, tokens=r.tokens, tokens_this_run=r.tokens_new,
-            cost_usd=r.cost, cost_usd_this_run=r.cost_new, unpriced_models=r.unpriced, templates=self.templates,
+            cost_usd=r.cost, cost_usd_this_run=r.cost_new, unpriced_models=r.unpriced, templates=self.planner.templates,
             contamination_strings=len(self.contamination) if self.contamination is not None else 0,
             rejects_by_field=dict(self.rejects_by_field), contamination_reasons=self.contamination_reasons,
         )
@@ -386,8 +282,3 @@ def _in_thread(fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]
     threading.Thread(target=target, name=f"load-{getattr(fn, '__name__', 'x')}", daemon=True).start()
     return fut
 
-
-def _price_overrides(cfg: GenerationConfig) -> dict[str, object]:
-    from generators.pricing import Price
-
-    return {m: Price(p.input_per_mtok, p.output_per_mtok) for m, p in cfg.prices.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,8 @@ class PriceTable:
             return None
         usd = (prompt_tokens * p.input_per_mtok + completion_tokens * p.output_per_mtok) / 1e6
         return usd * (1.0 - discount)
+
+
+def price_table(overrides: Mapping[str, Any]) -> PriceTable:
+    """The table with a config's `prices:` entries (objects with input_per_mtok / output_per_mtok) over the defaults."""
+    return PriceTable({m: Price(p.input_per_mtok, p.output_per_mtok) for m, p in overrides.items()})

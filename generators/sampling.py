@@ -1,7 +1,7 @@
 """Run-time sampling of prompt placeholders and languages, reproducible per example.
 
 Every draw comes from an RNG seeded by (job seed, task type, example index), so a re-run rebuilds the
-exact same requests; that is what lets the response store answer them instead of the LLM.
+exact same requests; that is what lets the response cache answer them instead of the LLM.
 Languages come from XLM-R's 100-language list, weighted toward high-resource languages (English most).
 """
 
@@ -65,7 +65,7 @@ def derived_rng(seed: int, *parts: object) -> random.Random:
 
 
 def derived_seed(seed: int, *parts: object) -> int:
-    """A 31-bit request seed, stable across runs, sent to the backend and part of the store key."""
+    """A 31-bit request seed, stable across runs, sent to the backend and part of the cache key."""
     digest = hashlib.sha256(repr(("request", seed, *parts)).encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 

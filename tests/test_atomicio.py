@@ -169,6 +169,23 @@ def test_cleanup_removes_a_dead_local_writers_temporaries(tmp_path: Path) -> Non
     assert not dead_file.exists() and not dead_dir.exists() and live_file.exists()
 
 
+def test_cleanup_does_not_walk_a_skipped_folder(tmp_path: Path) -> None:
+    """The run-level caches clean their own leftovers; the run's start-up cleanup must not walk
+    half a million LLM responses to find none."""
+    import socket
+
+    from atomicio import _host_label, remove_stale_temporaries
+
+    host = _host_label(socket.gethostname())
+    in_cache = tmp_path / "cache" / "llm" / f".ab.json.{_dead_pid()}@{host}.q1.tmp"
+    in_steps = tmp_path / "steps" / f".manifest.json.{_dead_pid()}@{host}.q2.tmp"
+    for p in (in_cache, in_steps):
+        p.parent.mkdir(parents=True)
+        p.write_text("half")
+    assert remove_stale_temporaries(tmp_path, skip=[tmp_path / "cache"]) == 1
+    assert in_cache.exists() and not in_steps.exists()
+
+
 def test_cleanup_removes_another_hosts_temporary_only_after_a_day_unchanged(tmp_path: Path) -> None:
     from atomicio import OTHER_HOST_TMP_AGE_S, remove_stale_temporaries
 

@@ -21,9 +21,10 @@ from generators.contamination import (CONTAINS_EVAL_TEXT, COPIED_FROM_EVAL_TEXT,
 from generators.errors import GenerationFailedError, GeneratorInputError
 from generators.filters import LANGUAGE_MISMATCH, LanguageChecker
 from generators.output import RequestCounts
-from generators.pipeline import Job, Planned
+from generators.pipeline import Job
+from generators.planning import Planned
 from generators.progress import Progress
-from generators.response_store import ResponseStore
+from generators.response_cache import ResponseCache
 from generators.taxonomy import TaskType, spec
 from generators.templates import load_template
 
@@ -44,8 +45,7 @@ def _judge(tmp_path: Path, task: TaskType, reply: dict[str, str], language: str 
            target: str | None = None, contamination: ContaminationFilter | None = None) -> tuple[object, Job]:
     cfg = GenerationConfig.model_validate({"backend": {"kind": "local"}, "tasks": {task.value: {"count": 1}},
                                            "languages": {"en": 1, "de": 1}, "filters": {"language_min_chars": 20}})
-    with ResponseStore(tmp_path / "s.sqlite") as store:
-        job = Job(cfg, _NoBackend(), store, Progress(0, enabled=False), contamination)  # type: ignore[arg-type]
+    job = Job(cfg, _NoBackend(), ResponseCache(tmp_path / "responses"), Progress(0, enabled=False), contamination)  # type: ignore[arg-type]
     job.lang_checker = LanguageChecker(20)
     job._lang_loading = None
     req = ChatRequest(model="none", messages=(("user", "x"),), temperature=1, top_p=1, max_tokens=9, seed=0)

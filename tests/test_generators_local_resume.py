@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generators.commands import generate
+from generators.commands import generate_file as generate
+from generators.response_cache import ResponseCache
 from generators.output import read_examples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +38,8 @@ def _config(tmp_path: Path, name: str, batch_size: int = 2) -> Path:
     return p
 
 
-def _stored(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as c:
-            return int(c.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
-    except sqlite3.Error:
-        return 0
+def _stored(cache: Path) -> int:
+    return len(ResponseCache(cache))
 
 
 @pytest.mark.slow
@@ -55,7 +49,7 @@ def test_killed_and_resumed_local_job_keeps_exactly_the_uninterrupted_examples(t
 
     cfg = _config(tmp_path, "killed")
     out = tmp_path / "killed"
-    db = out / "responses.sqlite"
+    db = out / "responses"
     proc = subprocess.Popen([sys.executable, "-c", "from harness.cli import main; main()", "generate", str(cfg),
                              "--output", str(out), "--no-progress"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -81,6 +75,7 @@ def test_killed_and_resumed_local_job_keeps_exactly_the_uninterrupted_examples(t
     a, b = read_examples(tmp_path / "whole" / "examples.jsonl"), read_examples(out / "examples.jsonl")
     strip = lambda rows: [r.model_dump() for r in rows]  # noqa: E731
     assert strip(b) == strip(a)
+    assert not [p for p in out.rglob("*.tmp")]
     assert len({(r.query, r.positive) for r in b}) == len(b)
     assert resumed.rejects == whole.rejects and resumed.kept == whole.kept
     print(json.dumps({"kept": whole.kept, "rejects": whole.rejects, "stored_before_kill": done_before}))

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import require
 import yaml
 
-from generators.commands import generate
+from generators.commands import generate_file as generate
 from generators.output import read_examples
 from generators.parsing import parse_output
 from generators.taxonomy import TaskType, spec

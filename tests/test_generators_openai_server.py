@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generators.commands import generate
+from generators.commands import generate_file as generate
+from generators.response_cache import ResponseCache
 from generators.output import read_examples
 from generators.testing.fake_openai_server import FakeOpenAIServer, FaultPlan
 
@@ -100,7 +100,9 @@ def test_faults_every_request_succeeded_or_counted(server: FakeOpenAIServer, tmp
     # the key was sent to the server, and appears nowhere we write
     assert any(SECRET in h for h in server.state.auth_headers)
     written = [(out / "manifest.json").read_bytes(), (out / "examples.jsonl").read_bytes()]
-    written += [p.read_bytes() for p in out.glob("responses.sqlite*")]
+    cached = [p for p in (out / "responses").rglob("*") if p.is_file()]
+    assert len(cached) == m.requests.succeeded  # one file per answered request
+    written += [p.read_bytes() for p in cached]
     assert all(SECRET.encode() not in blob for blob in written)
     captured = capfd.readouterr()
     assert SECRET not in captured.out + captured.err + caplog.text
@@ -111,15 +113,18 @@ def test_faults_every_request_succeeded_or_counted(server: FakeOpenAIServer, tmp
 _CHILD = """
 import sys
 from pathlib import Path
-from generators.commands import generate
+from generators.commands import generate_file as generate
+from generators.response_cache import ResponseCache
 generate(Path(sys.argv[1]), Path(sys.argv[2]), progress=False)
 """
 
 
 def test_kill_9_then_rerun_repeats_no_completed_call(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """Issue 17 (f): a job killed with SIGKILL mid-way, re-run against the same cache, pays at the
+    server only for the calls that had not completed, and leaves no temporary file behind."""
     cfg = _config(tmp_path, counts=20)
     out = tmp_path / "out"
-    store = out / "responses.sqlite"
+    cache = out / "responses"
     hold_at = 60
     server.hold_after(hold_at)  # completions after the 60th hang until released
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -129,9 +134,8 @@ def test_kill_9_then_rerun_repeats_no_completed_call(server: FakeOpenAIServer, t
     stored = 0
     while time.time() < deadline:
         held = sum(1 for e in server.log if e.outcome == "held")
-        if store.exists() and held > 0:
-            with sqlite3.connect(store) as db:
-                stored = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        if held > 0:
+            stored = len(ResponseCache(cache))
             if stored >= hold_at:
                 break
         assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
@@ -143,8 +147,7 @@ def test_kill_9_then_rerun_repeats_no_completed_call(server: FakeOpenAIServer, t
     assert not (out / "manifest.json").exists()
 
     completed_before = {e.key for e in server.log if e.outcome in ("ok", "bad_content")}
-    with sqlite3.connect(store) as db:
-        stored_keys = {k for (k,) in db.execute("SELECT key FROM calls")}
+    stored_keys = set(ResponseCache(cache).keys())
     assert completed_before == stored_keys  # every completed call had been stored when killed
 
     server.set_phase("2")
@@ -157,6 +160,8 @@ def test_kill_9_then_rerun_repeats_no_completed_call(server: FakeOpenAIServer, t
           f"from store {m.requests.from_store}, new {m.requests.new_calls}, failed {m.requests.failed}")
     assert repeated == set()
     assert m.requests.from_store == len(completed_before)
+    assert m.requests.new_calls == m.requests.succeeded - len(completed_before)
+    assert [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or ".damaged-" in p.name] == []
     assert m.requests.total == m.requests.succeeded + m.requests.failed
     rows = read_examples(out / "examples.jsonl")
     assert len({r.request_id for r in rows}) == len(rows) == m.kept

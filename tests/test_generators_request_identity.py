@@ -10,12 +10,10 @@ import pytest
 
 from generators.backends.base import ChatRequest
 from generators.backends.local_backend import LocalBackend
-from generators.backends.openai_backend import OpenAIBackend
 from generators.backends.openai_batch import RESPONSE_FORMS, chat_body
 from generators.config import GenerationConfig
-from generators.pipeline import Job
-from generators.progress import Progress
-from generators.response_store import ResponseStore
+from generators.identity import request_options
+from generators.planning import RequestPlanner
 
 
 def _cfg(backend: dict) -> GenerationConfig:
@@ -26,17 +24,10 @@ def _cfg(backend: dict) -> GenerationConfig:
 
 
 def _keys(backend_cfg: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Store keys of the step-two requests a job plans (one brainstorm task pool stubbed in)."""
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")
-    cfg = _cfg(backend_cfg)
-    from generators.backends import make_backend
+    """Cache keys of the step-two requests a job plans (one brainstorm task pool stubbed in)."""
     from generators.taxonomy import TaskType
 
-    backend = make_backend(cfg.backend)
-    with ResponseStore(tmp_path / f"s{len(list(tmp_path.iterdir()))}.sqlite") as store:
-        cfg.filters.language_id = False
-        job = Job(cfg, backend, store, Progress(0, enabled=False))
-        plans, _ = job.plan({TaskType.SHORT_LONG: ["Retrieve papers for a claim."]})
+    plans, _ = RequestPlanner(_cfg(backend_cfg)).examples({TaskType.SHORT_LONG: ["Retrieve papers for a claim."]})
     return [p.request.key for p in plans]
 
 
@@ -83,12 +74,13 @@ def test_body_sent_is_a_function_of_the_key() -> None:
     assert bodies["guided_json"]["guided_json"] == json.loads(schema)
 
 
-def test_backends_report_their_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")
+def test_backends_options_are_in_every_request() -> None:
     cfg = _cfg(OPENAI | {"response_format": "json_object_schema"})
-    assert OpenAIBackend(cfg.backend).request_options() == {"response_format": "json_object_schema"}  # type: ignore[arg-type]
-    opts = LocalBackend(_cfg(LOCAL).backend).request_options()  # type: ignore[arg-type]
+    assert request_options(cfg.backend) == {"response_format": "json_object_schema"}
+    opts = request_options(_cfg(LOCAL).backend)
     assert opts["repetition_penalty"] == 1.1 and opts["constrained"] is True and "sampler" in opts
+    (_, req), *_ = RequestPlanner(_cfg(LOCAL)).brainstorm_requests()
+    assert dict(req.options) == opts
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from generators.filters import ContaminationFilter, Deduper, LanguageChecker, no
 from generators.output import ExampleRow, read_examples, write_examples
 from generators.parsing import INVALID_JSON, SCHEMA_INVALID, TRUNCATED, parse_output
 from generators.pricing import Price, PriceTable
-from generators.response_store import ResponseStore
+from generators.response_cache import ResponseCache
 from generators.schemas import QueryDocExample, TripleExample, json_schema
 from generators.taxonomy import TASKS, TaskType
 from generators.templates import available_templates, load_template
@@ -145,17 +145,27 @@ def test_request_key_is_exact() -> None:
     assert a.key == _req(1, tag="other").key
 
 
-def test_store_roundtrip_and_resume(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
-    with ResponseStore(path) as s:
-        assert s.put(CallOutcome(_req(1), ok=True, text="{}", prompt_tokens=10, completion_tokens=5), 0.001)
-        assert not s.put(CallOutcome(_req(1), ok=True, text="other"), 0.0)
-        s.journal()["batch:x"] = "batch_1"
-    with ResponseStore(path) as s:
-        hit = s.get(_req(1).key)
-        assert hit is not None and hit.response == "{}" and hit.prompt_tokens == 10 and hit.cost_usd == 0.001
-        assert s.get(_req(2).key) is None and len(s) == 1
-        assert s.journal()["batch:x"] == "batch_1"
+def test_cache_roundtrip_first_writer_wins(tmp_path: Path) -> None:
+    from generators.batch_state import BatchState
+
+    root = tmp_path / "responses"
+    entry, ours = ResponseCache(root).put(CallOutcome(_req(1), ok=True, text="{}", prompt_tokens=10, completion_tokens=5), 0.001)
+    assert ours and entry.response == "{}"
+    kept, ours = ResponseCache(root).put(CallOutcome(_req(1), ok=True, text="other"), 0.0)
+    assert not ours and kept.response == "{}"  # the second writer is handed the first answer
+    c = ResponseCache(root)
+    hit = c.get(_req(1).key)
+    assert hit is not None and hit.response == "{}" and hit.prompt_tokens == 10 and hit.cost_usd == 0.001
+    assert c.get(_req(2).key) is None and len(c) == 1 and list(c.keys()) == [_req(1).key]
+    stored = json.loads(c.path_of(_req(1).key).read_text())
+    assert stored["request"] == _req(1).canonical() and stored["key"] == _req(1).key
+    # a damaged entry reads as absent and is replaced by the next answer
+    c.path_of(_req(1).key).write_text('{"key": "trunc')
+    assert c.get(_req(1).key) is None
+    assert c.put(CallOutcome(_req(1), ok=True, text="fresh"), None)[1] and c.get(_req(1).key).response == "fresh"
+    # the batch job journal is a small state file, not part of the cache
+    BatchState(tmp_path / "out" / "batch_jobs.json")["batch:x"] = "batch_1"
+    assert BatchState(tmp_path / "out" / "batch_jobs.json")["batch:x"] == "batch_1"
 
 
 def test_price_table() -> None:
@@ -218,11 +228,15 @@ def test_config_relative_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "patch, field, fix",
     [
-        ({"backend": {"kind": "openai", "model": "m", "concurency": 3}}, "backend.concurency", "spelling"),
+        ({"backend": {"kind": "openai", "model": "m", "concurency": 3}}, "backend.concurency", "rename it to 'concurrency'"),
+        ({"sampling": {"temprature": 0.5}}, "sampling.temprature", "rename it to 'temperature'"),
+        ({"backend": {"kind": "openai"}}, "backend.model", "set backend.model or backend.model_env"),
+        ({"backend": {"kind": "openai", "model_env": "GEN_UNIT_UNSET_MODEL"}}, "backend.model_env",
+         "export GEN_UNIT_UNSET_MODEL=<model name>"),
         ({"backend": {"kind": "remote"}}, "backend", "'openai' or 'local'"),
         ({"tasks": {"retrieval": {"count": 1}}}, "tasks.retrieval", "allowed values"),
         ({"tasks": {"sts": {"count": 0}}}, "tasks", "count > 0"),
-        ({"languages": {"klingon": 1.0}}, "languages", "right type"),
+        ({"languages": {"klingon": 1.0}}, "languages", "as the message says"),
         ({"filters": {"contamination": ["missing-dir"]}}, "filters.contamination.0", "relative to this config"),
     ],
 )

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
@@ -67,13 +66,11 @@ def _seed(run_dir: Path, reference: Reference, kinds: list[str]) -> None:
 
 
 def _stored_calls(steps: Path) -> int:
-    for db in steps.glob("generate/.work-*/output/responses.sqlite"):
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-                return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
-        except sqlite3.Error:  # created, no table yet
-            return 0
-    return 0
+    """Answers in the run-level LLM response cache (``<run>/cache/llm``), which every generate step shares."""
+    from generators.response_cache import ResponseCache
+
+    root = steps.parent / "cache" / "llm"
+    return len(ResponseCache(root)) if root.is_dir() else 0
 
 
 def _kill_point_reached(point: str, steps: Path) -> bool:

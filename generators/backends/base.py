@@ -1,9 +1,10 @@
 """What every backend takes and returns: one chat request in, one call outcome out.
 
 The request is the unit of caching: its key is the sha256 of exactly what determines the answer
-(model, messages, sampling parameters, seed, response schema, and the backend options that shape
-the answer: response-format mode and schema form, repetition penalty, constrained decoding, sampler)
-and nothing else, so neither secrets nor endpoints enter it. Backends build what they send from the
+(model — an endpoint's model name, or a local model's content digest —, messages, sampling
+parameters, seed, response schema, and the backend options that shape the answer, from
+`generators.identity.request_options`: response-format mode, repetition penalty, constrained
+decoding, sampler) and nothing else, so neither secrets nor endpoints enter it. Backends build what they send from the
 request alone, never from their config, so nothing sent can be missing from the key.
 """
 
@@ -34,7 +35,7 @@ class ChatRequest:
     tag: str = field(default="", compare=False)  # the pipeline's bookkeeping; not part of the key
 
     def canonical(self) -> dict[str, Any]:
-        """The exact request content the store key and the stored request are made of."""
+        """The exact request content the cache key and the cached request are made of."""
         return {
             "model": self.model,
             "messages": [{"role": r, "content": c} for r, c in self.messages],
@@ -82,10 +83,6 @@ class Backend(Protocol):
     """A source of completions; yields outcomes as they finish so each can be stored at once."""
 
     name: str
-
-    def request_options(self) -> dict[str, Any]:
-        """Backend settings that change a completion; the pipeline puts them in every request (and key)."""
-        ...
 
     def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
         """Run all requests, yielding each outcome (success or final failure) as soon as it is known."""

@@ -3,12 +3,20 @@
 Small models rarely write valid JSON on their own, so generation is constrained by the request's JSON
 schema with xgrammar (one compiled grammar per schema, one per batch row). Requests are batched
 after sorting by prompt length, and each batch's outcomes are yielded as soon as it ends so the
-store keeps them even if the job is killed during the next batch.
+cache keeps them even if the job is killed during the next batch.
 
 Sampling is per request: each batch row draws its tokens from its own generator seeded by that
 request's seed (`PerRequestSampler`), never from torch's global generator, so an example does not
 depend on which requests share its batch, and a resumed run (which batches the remaining requests
-differently) writes the same examples as an uninterrupted one.
+differently) writes the same examples as an uninterrupted one. "The same" holds up to float
+rounding: batching (padding, matmul shapes) and the thread count change a row's logits in the last
+bits at most, which can flip a drawn token only when the row's uniform draw falls within that
+rounding of a cumulative-probability boundary (or, at temperature 0, between near-tied logits).
+That is why batch size and threads are not part of a generation's identity.
+
+A model is named in requests by the digest of its bytes (`local:<16 hex digits>`), never by its
+path or file name: two files called `model.gguf` in different folders are two models, and a model
+file moved elsewhere keeps its cached answers.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from contentid import directory_fingerprint, file_digest
 from generators.backends.base import CallOutcome, ChatRequest
 from generators.config import LocalBackendConfig
 from generators.errors import BackendUnavailableError
@@ -58,7 +67,15 @@ def resolve_model(spec: str) -> tuple[Path, str | None]:
     return path, None
 
 
-SAMPLER_VERSION = "per-request-1"  # part of the store key: a change of sampler invalidates stored answers
+def local_model_name(spec: str) -> str:
+    """The name requests carry for a local model: ``local:`` + the first 16 hex digits of its content digest
+    (the GGUF file's bytes, or every file of a model folder)."""
+    directory, gguf = resolve_model(spec)
+    digest = file_digest(directory / gguf) if gguf else directory_fingerprint(directory)
+    return f"local:{digest[:16]}"
+
+
+SAMPLER_VERSION = "per-request-1"  # part of the cache key: a change of sampler invalidates stored answers
 
 
 class PerRequestSampler:
@@ -114,22 +131,13 @@ class LocalBackend:
     def __init__(self, config: LocalBackendConfig) -> None:
         self.config = config
         self.model_dir, self.gguf_file = resolve_model(config.model)
-        stem = self.gguf_file or self.model_dir.name
-        self.model_name: str = f"local:{stem}"
-        self.name = self.model_name
+        self.model_name: str = local_model_name(config.model)
+        self.name = f"local:{self.gguf_file or self.model_dir.name}"  # for people; requests carry model_name
         self._model: Any = None
         self._tok: Any = None
         self._compiler: Any = None
         self._grammars: dict[str, Any] = {}
         self._threads_before: int | None = None
-
-    def request_options(self) -> dict[str, Any]:
-        """Everything besides the request that changes a completion here; it goes into the store key."""
-        return {
-            "repetition_penalty": self.config.repetition_penalty,
-            "constrained": self.config.constrained,
-            "sampler": SAMPLER_VERSION,
-        }
 
     def _load(self) -> None:
         if self._model is not None:
@@ -209,14 +217,15 @@ class LocalBackend:
         elapsed = time.perf_counter() - t0
         outcomes = []
         for i, req in enumerate(batch):
-            ids = gen[i].tolist()
+            # Only this row's own budget counts: a batch mate with a larger max_tokens lets the
+            # batch run longer, and an EOS beyond this row's budget must not turn "length" into "stop".
+            ids = gen[i].tolist()[: req.max_tokens]
             n = len(ids)
             stopped = False
             for j, t in enumerate(ids):
                 if t == tok.eos_token_id:
                     n, stopped = j, True
                     break
-            n = min(n, req.max_tokens)
             text = tok.decode(ids[:n], skip_special_tokens=True)
             outcomes.append(
                 CallOutcome(

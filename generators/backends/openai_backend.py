@@ -118,11 +118,7 @@ class OpenAIBackend:
         except ImportError as exc:  # pragma: no cover - openai is a core dependency
             raise BackendUnavailableError("the openai package is not installed: pip install openai") from exc
         self.config = config
-        model = config.model
-        if config.model_env:
-            model = os.environ.get(config.model_env) or model
-        if not model:
-            raise BackendUnavailableError(f"no model: set ${config.model_env} or backend.model")
+        model = config.resolved_model()
         self.model_name: str = model
         self.name = f"openai:{model}"
         base_url = config.base_url
@@ -141,10 +137,6 @@ class OpenAIBackend:
         self.budget = RetryBudget(config.retry_budget)
         self._journal = journal
         self._sem: asyncio.Semaphore | None = None
-
-    def request_options(self) -> dict[str, Any]:
-        """What this backend adds to every request: the response-format mode changes what comes back."""
-        return {"response_format": self.config.response_format}
 
     # -- online -------------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:

@@ -1,7 +1,7 @@
 """OpenAI Batch API: request files out, result files in (half price, 24 h turnaround, for big jobs).
 
 Kept apart from the online client so the file formats can be tested without an endpoint. The
-`custom_id` of each line is the request's store key, which is how results find their way back.
+`custom_id` of each line is the request's cache key, which is how results find their way back.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
     """The chat-completions body for a request; shared by online calls and batch lines.
 
     Built from the request alone (its `response_format` option included), so every field sent is
-    part of the request's store key.
+    part of the request's cache key.
     """
     body: dict[str, Any] = {
         "model": request.model,

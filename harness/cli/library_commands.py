@@ -76,7 +76,7 @@ def generate(
 ) -> None:
     """Synthetic training data (E5 two-step prompting) from an OpenAI-compatible or local LLM; resumable."""
     _prepare_environment()
-    from generators.commands import generate as run_generate
+    from generators.commands import generate_file as run_generate
     from generators.errors import GeneratorInputError
 
     from harness.third_party_output import progress_bars_hidden

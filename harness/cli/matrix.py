@@ -75,7 +75,7 @@ def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = N
         after = f" after {', '.join(labels[i.key] for i in s.inputs)}" if s.inputs else ""
         cost = f"  — {sb.estimate.summary}" if sb.estimate is not None else ""
         resumes = f" ({sb.progress})" if sb.progress else ""
-        typer.echo(f"  [{sb.status:>9}] {s.label} key={s.key[:20]}{after}{resumes}{cost}")
+        typer.echo(f"  [{sb.status:>6}] {s.label} key={s.key[:20]}{after}{resumes}{cost}")
     todo = sum(b.status != "cached" for b in bills)
     typer.echo(f"{todo} of {len(bills)} step(s) to run")
     typer.echo(f"estimated cost of the steps to run: {describe_total(info['cost_total'])}")

@@ -22,6 +22,7 @@ from harness.pipeline.execute import StepOutcome, Unit, execute_unit, skipped, u
 from harness.pipeline.planner import Plan
 from harness.provenance import environment
 from harness.steps.base import TRAIN
+from harness.steps.caches import CACHE
 from harness.steps.context import RunContext
 
 
@@ -71,7 +72,9 @@ class RunReport:
 def make_context(plan: Plan, *, show_progress: bool, device: str | None) -> RunContext:
     """The run folder made and cleaned of dead writers' temporaries, and the context its units run in."""
     plan.output.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(plan.output)
+    # Not the run-level caches: the LLM response cache alone may hold ~500k entries, and each cache
+    # cleans its own leftovers (the response cache its staging folder, the trainer its dense copies).
+    remove_stale_temporaries(plan.output, skip=[plan.output / CACHE])
     return plan.context(device=device, show_progress=show_progress, environment=environment())
 
 

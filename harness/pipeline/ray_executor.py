@@ -118,23 +118,15 @@ def _runtime_env(plan: Plan) -> dict[str, Any]:
     names = {"OPENAI_BASE_URL", "OPENAI_API_KEY"}
     for spec in plan.loaded.matrix.models:  # openai models name their variables (workers re-check them)
         names.update(v for v in (getattr(spec, "api_key_env", None), getattr(spec, "base_url_env", None)) if v)
-    for step in plan.steps:  # generation backends name theirs (base_url_env, api_key_env, model_env)
-        config = getattr(step.spec, "config", None)
-        names.update(_named_variables(config.model_dump(mode="json") if config is not None else step.params))
+    for step in plan.steps:  # generation backends name theirs (base_url_env, api_key_env)
+        if step.kind == "generate":
+            from generators.config import environment_variables
+
+            names.update(environment_variables(step.spec.config))
     for k, v in os.environ.items():
         if k.startswith(_FORWARDED_PREFIXES) or k in names:
             env[k] = v
     return {"env_vars": env}
-
-
-def _named_variables(params: Any) -> set[str]:
-    """Values of ``*_env`` fields anywhere in a step's params: environment variables the step reads."""
-    if isinstance(params, dict):
-        found = {v for k, v in params.items() if isinstance(k, str) and k.endswith("_env") and isinstance(v, str) and v}
-        return found.union(*(_named_variables(v) for v in params.values()))
-    if isinstance(params, list):
-        return set().union(*(_named_variables(v) for v in params))
-    return set()
 
 
 # --- the worker side ------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class GenerateKind:
                              "fix the path (relative to the matrix file)")
         try:
             cfg = load_config(config_path)
-            identity = generation_identity(cfg)
+            identity = generation_identity(cfg, config_path)
         except GeneratorInputError as exc:
             raise InputError(matrix_path, field, f"invalid generation config ({exc})", "fix the generation config") from None
         return Step(kind=GENERATE, label=f"generate {name}", params={"generation": identity}, inputs=[],
@@ -66,7 +66,7 @@ class GenerateKind:
 
             spec: GenerateSpec = step.spec
             start = time.monotonic()
-            manifest = generate(spec.config, work / OUTPUT, responses=ctx.caches.llm, progress=ctx.show_progress,
+            manifest = generate(spec.config, work / OUTPUT, responses=responses_of(spec, ctx), progress=ctx.show_progress,
                                 source=spec.source)
             return {"kept": manifest.kept, "counts": manifest.counts, "rejects": manifest.rejects,
                     "cost_usd": manifest.cost_usd, "cost_usd_this_run": manifest.cost_usd_this_run,
@@ -82,20 +82,26 @@ class GenerateKind:
         from generators.estimate import estimate_generation
 
         spec: GenerateSpec = step.spec
-        est = estimate_generation(spec.config, ctx.caches.llm if ctx.caches.llm.exists() else None)
+        est = estimate_generation(spec.config, responses_of(spec, ctx), spec.source)
         return Estimate(summary=est.summary, llm_calls=est.calls_to_pay, llm_calls_cached=est.calls_cached,
-                        local_llm=est.local, local_llm_hours=est.local_hours, usd=est.usd,
-                        unpriced_models=[est.unpriced_model] if est.unpriced_model else [], gpu_hours=0.0,
-                        assumptions=est.assumptions, details=est.model_dump(exclude={"summary", "assumptions"}))
+                        local_llm=est.local, local_llm_hours=est.local_llm_hours, usd=est.usd,
+                        unpriced_models=list(est.unpriced_models), gpu_hours=0.0, assumptions=est.assumptions,
+                        details=est.model_dump(exclude={"summary", "assumptions", "usd", "unpriced_models", "local_llm_hours"}))
 
     def progress(self, step: Step, work: Path) -> str | None:
         return None  # a killed try leaves its answers in the run-level cache, which the estimate counts
 
     def caches(self, step: Step, ctx: RunContext) -> list[CacheUse]:
-        return [CacheUse("llm-responses", ctx.caches.llm, "read-write")]
+        return [CacheUse("llm-responses", responses_of(step.spec, ctx), "read-write")]
 
 
 KIND = GenerateKind()
+
+
+def responses_of(spec: GenerateSpec, ctx: RunContext) -> Path:
+    """The response cache a generate step uses: the config's own ``store:`` when it names one (the
+    user asked for that folder), else the run's (``llm_cache:`` / ``HARNESS_LLM_CACHE`` / ``<run>/cache/llm``)."""
+    return spec.config.store if spec.config.store is not None else ctx.caches.llm
 
 
 def examples_path(step_dir: Path) -> Path:

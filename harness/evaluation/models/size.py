@@ -9,41 +9,17 @@ them knows (the estimate then says so rather than guess).
 from __future__ import annotations
 
 import json
-import math
 import os
-import struct
 from functools import cache
 from pathlib import Path
+
+from generators.model_size import gguf_params, safetensors_params  # the one reader of model files' sizes
 
 # Bases whose size cannot be read offline (hub ids not in the local hub cache nor in mteb's registry).
 KNOWN_PARAMS: dict[str, float] = {
     # 32 layers × 218,112,000 + 131,072,000 embedding + 4,096 norm; 7.24e9 with the LM head
     "mistralai/Mistral-7B-v0.1": 7_110_660_096,
 }
-
-
-def _safetensors_params(path: Path) -> int:
-    """Elements of every tensor in a safetensors file (header only), the LM head excluded."""
-    with path.open("rb") as fh:
-        (size,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(size))
-    return sum(math.prod(v["shape"]) for k, v in header.items()
-               if k != "__metadata__" and k.split(".")[0] != "lm_head")
-
-
-def gguf_params(path: Path) -> int:
-    """Tensor elements of a GGUF file without its LM head (memoised per file version)."""
-    st = path.stat()
-    return _gguf_params_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-@cache
-def _gguf_params_of(path: str, size: int, mtime_ns: int) -> int:
-    """Reading a GGUF header walks every tensor (seconds per call), hence the memo."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    return sum(int(t.n_elements) for t in reader.tensors if t.name != "output.weight")  # output.weight: the LM head
 
 
 def _directory_params(path: Path, gguf_file: str | None) -> tuple[float, str] | None:
@@ -61,7 +37,7 @@ def _directory_params(path: Path, gguf_file: str | None) -> tuple[float, str] | 
         found = model_params(str(base), path) if base else None
         return (found[0], f"base {base} of the adapter ({found[1]})") if found else None
     if files:
-        return float(sum(_safetensors_params(f) for f in files)), "safetensors headers"
+        return float(sum(safetensors_params(f) for f in files)), "safetensors headers"
     return None
 
 
@@ -80,7 +56,7 @@ def _hub_cache_params(repo_id: str, revision: str | None) -> tuple[float, str] |
         hit = try_to_load_from_cache(repo_id, name, revision=revision, cache_dir=cache_dir)
         if not isinstance(hit, str):
             return None
-        total += _safetensors_params(Path(hit))
+        total += safetensors_params(Path(hit))
     return float(total), "safetensors headers in the local hub cache"
 
 
