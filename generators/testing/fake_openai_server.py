@@ -146,6 +146,14 @@ class _State:
     served_ok: int = 0
     release: threading.Event = field(default_factory=threading.Event)
     auth_headers: list[str] = field(default_factory=list)
+    # Concurrency: how many completions are being served right now, the most ever at once, and an
+    # optional meeting point (``gather``) that holds requests until that many are in flight together.
+    in_flight: int = 0
+    max_in_flight: int = 0
+    gather_n: int | None = None
+    gather_timeout_s: float = 30.0
+    gathered: bool = False
+    arrivals: threading.Condition = field(default_factory=threading.Condition)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -177,6 +185,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b'{"error": {"message": "not found"}}')
 
     def do_POST(self) -> None:  # noqa: N802
+        st = self.state
+        with st.arrivals:
+            st.in_flight += 1
+            st.max_in_flight = max(st.max_in_flight, st.in_flight)
+            st.arrivals.notify_all()
+            if st.gather_n is not None and not st.gathered:
+                st.gathered = st.arrivals.wait_for(lambda: st.in_flight >= st.gather_n, st.gather_timeout_s)  # type: ignore[operator]
+        try:
+            self._post()
+        finally:
+            with st.arrivals:
+                st.in_flight -= 1
+
+    def _post(self) -> None:
         st = self.state
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -275,6 +297,21 @@ class FakeOpenAIServer:
     def log(self) -> list[LogEntry]:
         with self.state.lock:
             return list(self.state.log)
+
+    def gather(self, n: int, timeout_s: float = 30.0) -> None:
+        """Hold the first requests until ``n`` are in flight at once (then let every request through);
+        after ``timeout_s`` without that, let them through anyway and leave ``gathered`` False. A test
+        that ``n`` clients really run at the same time asserts ``gathered`` instead of timing them."""
+        with self.state.arrivals:
+            self.state.gather_n, self.state.gather_timeout_s, self.state.gathered = n, timeout_s, False
+
+    @property
+    def gathered(self) -> bool:
+        return self.state.gathered
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.state.max_in_flight
 
     def set_phase(self, phase: str) -> None:
         with self.state.lock:

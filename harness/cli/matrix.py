@@ -73,7 +73,7 @@ def plan(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = N
     for sb in bills:
         s = sb.step
         after = f" after {', '.join(labels[i.key] for i in s.inputs)}" if s.inputs else ""
-        cost = f"  — {sb.estimate.summary}" if sb.estimate is not None else ""
+        cost = f"  — {sb.estimate.summary}" if sb.estimate is not None else "  — cached: costs nothing"
         resumes = f" ({sb.progress})" if sb.progress else ""
         typer.echo(f"  [{sb.status:>6}] {s.label} key={s.key[:20]}{after}{resumes}{cost}")
     todo = sum(b.status != "cached" for b in bills)
