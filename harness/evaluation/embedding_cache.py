@@ -154,9 +154,10 @@ class CacheWriter:
         self._pending: deque[Future[None]] = deque()
 
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        while len(self._pending) >= self.depth:
-            self._pending.popleft().result()
+        """Queue one batch (queued before an earlier failure is raised: nothing computed is dropped)."""
         self._pending.append(self._pool.submit(self.cache.put_many, list(keys), np.array(vectors, dtype=np.float32)))
+        while len(self._pending) > self.depth:
+            self._pending.popleft().result()
 
     def close(self) -> None:
         """Wait for every queued write; the first failure is raised after all have been tried."""
