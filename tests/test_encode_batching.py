@@ -80,7 +80,8 @@ def _record_shapes(model) -> tuple[list[tuple[int, int]], object]:
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_decoder_token_budget_batches_give_the_per_text_vectors(tiny_decoder, padding_side: str) -> None:
+def test_decoder_token_budget_batches_give_the_per_text_vectors(tiny_decoder, padding_side: str, monkeypatch) -> None:
+    monkeypatch.setattr("harness.evaluation.models.decoder.prefetch_depth", lambda device: 2)  # the GPU's worker thread
     emb = tiny_decoder
     emb.tokenizer.padding_side = padding_side
     emb.token_budget = 64

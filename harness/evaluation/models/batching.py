@@ -94,14 +94,25 @@ def plan_batches(lengths: Sequence[int], *, token_budget: int, max_rows: int, pa
     return BatchPlan([int(n) for n in lengths], batches, packed)
 
 
+def prefetch_depth(device: str) -> int:
+    """Batches prepared ahead: two on an accelerator; none on a CPU, whose cores are the ones computing
+    (a preparing thread there only preempts torch's OpenMP workers, which then wait on each other)."""
+    return 0 if str(device) == "cpu" else 2
+
+
 def prefetched(items: Sequence[T], prepare: Callable[[T], U], depth: int = 2) -> Iterator[tuple[T, U]]:
-    """``(item, prepare(item))`` in order, with up to ``depth`` items prepared ahead by one worker thread.
+    """``(item, prepare(item))`` in order, with up to ``depth`` items prepared ahead by one worker thread
+    (``depth`` 0: prepared inline, when asked for).
 
     One worker, not a pool: tokenizers and pinned-memory copies are cheap per batch and a fast
     tokenizer must not be used by two threads at once. An exception in ``prepare`` is raised here, at
     the item it belongs to.
     """
     if not items:
+        return
+    if depth <= 0:
+        for item in items:
+            yield item, prepare(item)
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-prepare") as pool:
         pending: deque[Future[U]] = deque(pool.submit(prepare, item) for item in items[:depth])

@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.evaluation.models.adapters import hub_cache_dir, is_adapter_dir, load_merged_adapter, merge_lora
 from harness.evaluation.models.base import EncodeCounter, fingerprint_of
-from harness.evaluation.models.batching import BatchPlan, default_token_budget, plan_batches, prefetched
+from harness.evaluation.models.batching import BatchPlan, default_token_budget, plan_batches, prefetch_depth, prefetched
 from harness.evaluation.models.identity import model_identity
 from harness.evaluation.models.reference import ModelReference
 from harness.evaluation.models.sentence_transformer import _tokenizer_behaviour
@@ -147,15 +147,18 @@ class DecoderEmbedder:
         as they are (identical to ``SentenceTransformer(dir)``); otherwise the text is truncated to
         ``max_length - 1`` tokens, a trailing literal EOS is dropped, and one EOS is appended.
         """
-        if not texts:
-            return []
         eos = int(self.tokenizer.eos_token_id)
+        limit = self.max_length if self.adds_eos else self.max_length - 1
+        rows: list[list[int]] = []
+        for start in range(0, len(texts), self.batch_size):  # in batch-sized calls: one huge call to a fast
+            # tokenizer leaves its thread pool contending with torch's CPU threads (measured: 0.6-0.8x)
+            enc = self.tokenizer(texts[start : start + self.batch_size], add_special_tokens=True, truncation=True,
+                                 max_length=limit, padding=False)
+            rows.extend(list(row) for row in enc["input_ids"])
         if self.adds_eos:
-            enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length, padding=False)
-            return [list(row) for row in enc["input_ids"]]
-        enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length - 1, padding=False)
+            return rows
         ids = []
-        for row in enc["input_ids"]:
+        for row in rows:
             row = list(row)
             if row and row[-1] == eos:
                 row = row[:-1]
@@ -227,7 +230,8 @@ class DecoderEmbedder:
         plan = self.plan(ids)
         pieces = []
         with torch.inference_mode():
-            for batch, tensors in prefetched(plan.batches, lambda b: self._prepare([ids[i] for i in b])):
+            for batch, tensors in prefetched(plan.batches, lambda b: self._prepare([ids[i] for i in b]),
+                                             prefetch_depth(self.device)):
                 pieces.append(self._forward(tensors, [len(ids[i]) for i in batch]))
             vectors = torch.cat(pieces).cpu().numpy()  # one copy back, so the host never waits per batch
         out[[i for batch in plan.batches for i in batch]] = vectors

@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.evaluation.models.adapters import adapter_view, exact_base_dir, is_adapter_dir, merge_lora
 from harness.evaluation.models.base import EncodeCounter, fingerprint_of
-from harness.evaluation.models.batching import BatchPlan, default_token_budget, plan_batches, prefetched
+from harness.evaluation.models.batching import BatchPlan, default_token_budget, plan_batches, prefetch_depth, prefetched
 from harness.evaluation.models.identity import model_identity
 from harness.evaluation.models.reference import ModelReference
 
@@ -99,8 +99,11 @@ class SentenceTransformerEmbedder:
 
     def plan_texts(self, texts: list[str], prefix: str = "") -> BatchPlan:
         """The forward passes for these texts: exact token counts from the model's own ``preprocess``."""
-        features = self.model.preprocess(texts, prompt=prefix or None)
-        lengths = [int(n) for n in features["attention_mask"].sum(1).tolist()]
+        lengths: list[int] = []
+        for start in range(0, len(texts), self.batch_size):  # encode()'s call size: a 1024-text call to a fast
+            # tokenizer leaves its thread pool contending with torch's CPU threads for the rest of the call
+            features = self.model.preprocess(texts[start : start + self.batch_size], prompt=prefix or None)
+            lengths.extend(int(n) for n in features["attention_mask"].sum(1).tolist())
         return plan_batches(lengths, token_budget=self.token_budget, max_rows=self.batch_size)
 
     def _prepare(self, texts: list[str], prefix: str) -> dict[str, Any]:
@@ -136,7 +139,8 @@ class SentenceTransformerEmbedder:
         self.model.eval()
         pieces = []
         with torch.inference_mode():
-            for _, features in prefetched(plan.batches, lambda b: self._prepare([texts[i] for i in b], prefix)):
+            for _, features in prefetched(plan.batches, lambda b: self._prepare([texts[i] for i in b], prefix),
+                                          prefetch_depth(device.type)):
                 features = {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in features.items()}
                 vec = self.model(features)["sentence_embedding"]
                 if truncate_dim is not None:
