@@ -93,3 +93,78 @@ def test_key_separates_model_prompt_and_text() -> None:
     assert base != cache_key("fp2", "Instruct: x\nQuery: ", "hello")
     assert base != cache_key("fp", "Instruct: y\nQuery: ", "hello")
     assert base != cache_key("fp", "", "Instruct: x\nQuery: hello")
+
+
+class _CountingEmbedder:
+    """Test double for a model: deterministic vectors, and a signal when the n-th call starts."""
+
+    fingerprint = "fp-test"
+    similarity = "cosine"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.calls = 0
+        self.second_call = threading.Event()
+
+    def embed(self, texts: list[str], prefix: str = "") -> np.ndarray:
+        self.calls += 1
+        if self.calls == 2:
+            self.second_call.set()
+        return np.stack([np.full(4, len(prefix + t), np.float32) for t in texts])
+
+
+class _SlowCache(EmbeddingCache):
+    """Fault double: the first write cannot finish until the model has started its next call,
+    which only an encoder that writes off the critical path lets happen."""
+
+    def __init__(self, path: Path, embedder: _CountingEmbedder) -> None:
+        super().__init__(path)
+        self.embedder = embedder
+        self.writes = 0
+
+    def put_many(self, keys, vectors) -> None:
+        self.writes += 1
+        if self.writes == 1 and not self.embedder.second_call.wait(timeout=60):
+            raise TimeoutError("the encoder waited for the cache write before computing the next batch")
+        super().put_many(keys, vectors)
+
+
+def test_cache_writes_do_not_hold_up_the_next_model_call(tmp_path: Path, monkeypatch) -> None:
+    from harness.evaluation.encoder import CachedEncoder
+
+    monkeypatch.setenv("HARNESS_MISS_BATCH", "2")
+    embedder = _CountingEmbedder()
+    cache = _SlowCache(tmp_path / "e.sqlite", embedder)
+    encoder = CachedEncoder(embedder, cache, policy=None, meta=None, show_progress=False)  # type: ignore[arg-type]
+    texts = ["a", "bbb", "cc", "dddd", "e", "ffffff"]
+    vectors = encoder.embed_texts(texts, "q: ")
+    np.testing.assert_array_equal(vectors[:, 0], [len("q: " + t) for t in texts])
+    assert embedder.calls == 3 and cache.writes == 3 and len(cache) == 6  # everything stored before returning
+    again = CachedEncoder(embedder, EmbeddingCache(tmp_path / "e.sqlite"), policy=None, meta=None, show_progress=False)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(again.embed_texts(texts, "q: "), vectors)
+    assert embedder.calls == 3  # all hits
+
+
+def test_a_failed_cache_write_stops_the_encoding_and_keeps_what_was_written(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from harness.evaluation.encoder import CachedEncoder
+
+    class _BrokenFirstWrite(EmbeddingCache):
+        writes = 0
+
+        def put_many(self, keys, vectors) -> None:
+            self.writes += 1
+            if self.writes == 1:
+                raise OSError("disk full")
+            super().put_many(keys, vectors)
+
+    monkeypatch.setenv("HARNESS_MISS_BATCH", "2")
+    cache = _BrokenFirstWrite(tmp_path / "e.sqlite")
+    embedder = _CountingEmbedder()
+    encoder = CachedEncoder(embedder, cache, policy=None, meta=None, show_progress=False)  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="disk full"):
+        encoder.embed_texts([f"text {i}" * (i + 1) for i in range(10)], "")
+    assert embedder.calls == 3  # raised two writes later, not after the whole corpus was computed
+    assert len(cache) == 4  # the batches computed meanwhile were still written

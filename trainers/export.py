@@ -5,6 +5,13 @@ the root, ``modules.json`` with Transformer -> Pooling -> Normalize, the E5 quer
 ``config_sentence_transformers.json``, a model card (``README.md``) and ``training.json`` with
 the machine-readable facts (base, data counts, steps, hyper-parameters, final loss, git commit).
 
+``training.json["base"]`` records the base *exactly* (:class:`BaseRecord`): a hub commit, a local
+directory's content fingerprint, or a GGUF file's sha256. An adapter means nothing on any other
+base, and the path peft writes into ``adapter_config.json`` is node-local for a GGUF base (its
+dense copy) and silently follows a moving hub branch, so evaluation never trusts it:
+:func:`resolve_export_base` finds that exact base again or raises a :class:`TrainInputError`
+naming what changed and the fix.
+
 The weights written are the *gathered* trainable parameters loaded into a fresh CPU copy of the
 base, so an export made under ZeRO-3 holds every LoRA weight (a known failure of ZeRO-3
 checkpoints is adapters that silently come out empty). The directory is assembled under a
@@ -14,16 +21,178 @@ temporary name and renamed into place.
 from __future__ import annotations
 
 import json
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel as _Record, ConfigDict, ValidationError
 
 from atomicio import atomic_directory, atomic_write_json, atomic_write_text
-from trainers.backbone import BaseModel, load_backbone
+from contentid import directory_fingerprint, file_digest
+from inputio import field_problem
+from trainers.backbone import BaseModel, default_cache_dir, dense_copy_of_gguf, load_backbone
+from trainers.errors import TrainInputError
+from trainers.reference import ReferenceError_, locate_model
 from trainers.templates import E5_TEMPLATE, e5_prefix
 
 MODEL_DIR = "model"
+CARD = "training.json"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+class BaseRecord(_Record):
+    """``training.json["base"]``: what an exported adapter was trained on, exactly."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reference: str  # what the user wrote (``pkg:...``, a path, a hub id)
+    kind: Literal["hub", "path", "gguf"]
+    content: str  # the base's content identity (what keys hang on)
+    location: str  # where the reference pointed at training: hub id, absolute directory, or absolute GGUF file
+    load_path: str  # what training loaded (for GGUF the dense copy: node-local, never used to find the base again)
+    hub_commit: str | None = None  # hub: the commit trained on
+    fingerprint: str | None = None  # path: contentid.directory_fingerprint of the directory
+    gguf_file: str | None = None
+    gguf_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ExactBase:
+    """Where to load an adapter's base from: a local directory, or a hub id at ``revision`` (a commit)."""
+
+    load_path: str
+    revision: str | None
+    record: BaseRecord | None  # None: an adapter not written by this trainer (its adapter_config.json is all there is)
+
+
+def _hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit a hub base was loaded at: ``revision`` when it is one, else the snapshot the local
+    hub cache resolves it to (training has just loaded it, so it is there); None if unknown."""
+    if revision and _COMMIT.fullmatch(revision):
+        return revision
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo_id, "config.json", revision=revision or "main",
+                                 cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+    return Path(hit).parent.name if isinstance(hit, str) else None
+
+
+def _gguf_source(base: BaseModel) -> Path:
+    src = Path(base.reference)
+    return src if src.is_file() else src / str(base.gguf_file)
+
+
+def base_record(base: BaseModel, reference: str) -> BaseRecord:
+    """The exact identity of ``base`` (``reference``: what the user wrote)."""
+    content = getattr(base, "content", None)  # the trainer's own identity string, once BaseModel carries it
+    if base.gguf_file:
+        gguf = _gguf_source(base)
+        sha = getattr(base, "gguf_sha256", None) or file_digest(gguf)
+        return BaseRecord(reference=reference, kind="gguf", content=content or f"gguf:{base.gguf_file}:{sha}",
+                          location=str(gguf.resolve()), load_path=base.load_path, gguf_file=base.gguf_file, gguf_sha256=sha)
+    if Path(base.load_path).is_absolute():
+        fp = directory_fingerprint(Path(base.load_path))
+        return BaseRecord(reference=reference, kind="path", content=content or f"path:{fp}", location=base.load_path,
+                          load_path=base.load_path, fingerprint=fp)
+    commit = _hub_commit(base.load_path, base.revision)
+    return BaseRecord(reference=reference, kind="hub", content=content or f"hub:{base.load_path}@{commit}",
+                      location=base.load_path, load_path=base.load_path, hub_commit=commit)
+
+
+def read_base_record(model_dir: Path) -> BaseRecord | None:
+    """The base recorded in an export's ``training.json`` (None when there is none to read)."""
+    card_path = model_dir / CARD
+    if not card_path.is_file():
+        return None
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise TrainInputError(card_path, None, f"not valid JSON ({exc})", "re-export the model (train again)") from None
+    raw = card.get("base") if isinstance(card, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return BaseRecord.model_validate(raw)
+    except ValidationError as exc:
+        fp = field_problem(exc)
+        raise TrainInputError(card_path, f"base.{fp.field}" if fp.field else "base", fp.problem,
+                              "re-export the model (train again)") from None
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _recorded_gguf(record: BaseRecord, card: Path) -> Path:
+    """The GGUF file found again: a ``pkg:`` reference through the import system (it moves with the
+    package's installation), anything else at the absolute path recorded at training."""
+    if record.reference.startswith("pkg:"):
+        try:
+            found = Path(locate_model(record.reference, card.parent).value)
+        except ReferenceError_ as exc:
+            raise TrainInputError(card, "base.reference", exc.problem, exc.fix) from None
+        return found if found.is_file() else found / str(record.gguf_file)
+    return Path(record.location)
+
+
+def resolve_export_base(model_dir: Path, cache_dir: Path | None) -> ExactBase:
+    """The exact base an exported adapter was trained on, or one :class:`TrainInputError` saying why not.
+
+    hub: the recorded commit (offline it must be in the local hub cache); local directory: present
+    with the recorded content fingerprint; GGUF: the recorded file (``pkg:`` references re-resolved),
+    verified by sha256, densified into ``cache_dir/dense`` (``default_cache_dir()`` when None; the
+    harness always passes its run folder's cache, so nothing is read from ``~/``).
+    """
+    model_dir = Path(model_dir)
+    card = model_dir / CARD
+    record = read_base_record(model_dir)
+    if record is None:
+        cfg_path = model_dir / "adapter_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+        if not cfg.get("base_model_name_or_path"):
+            raise TrainInputError(cfg_path, "base_model_name_or_path", "the adapter does not name its base model",
+                                  "set it to the base model's local path or hub id")
+        return ExactBase(str(cfg["base_model_name_or_path"]), cfg.get("revision"), None)
+    if record.kind == "hub":
+        if record.hub_commit is None:
+            raise TrainInputError(card, "base.hub_commit", f"the commit of hub base {record.location!r} was not recorded",
+                                  "re-export the model (train again) so the exact base is recorded")
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(record.location, "config.json", revision=record.hub_commit,
+                                        cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+        if not isinstance(cached, str) and _hub_offline():
+            raise TrainInputError(card, "base.hub_commit", f"hub base {record.location!r} at commit {record.hub_commit} "
+                                  "is not in the local hub cache and HF_HUB_OFFLINE is set",
+                                  f"download it (huggingface-cli download {record.location} --revision {record.hub_commit}) "
+                                  "or unset HF_HUB_OFFLINE")
+        return ExactBase(record.location, record.hub_commit, record)
+    if record.kind == "path":
+        path = Path(record.location)
+        if not path.is_dir():
+            raise TrainInputError(card, "base.location", f"the base model directory {path} it was trained on does not exist",
+                                  "restore that directory, or train again from a base that exists")
+        found = directory_fingerprint(path)
+        if found != record.fingerprint:
+            raise TrainInputError(card, "base.fingerprint", f"the base model {path} changed after training (content "
+                                  f"fingerprint expected {record.fingerprint}, found {found}): the adapter would run on "
+                                  "another model", "restore the base it was trained on, or train again from the current one")
+        return ExactBase(str(path), None, record)
+    gguf = _recorded_gguf(record, card)
+    if not gguf.is_file():
+        raise TrainInputError(card, "base.location", f"the GGUF base {gguf} it was trained on does not exist",
+                              "restore that file (or install its package), or train again")
+    sha = file_digest(gguf)
+    if sha != record.gguf_sha256:
+        raise TrainInputError(card, "base.gguf_sha256", f"the GGUF base {gguf} changed after training (sha256 expected "
+                              f"{record.gguf_sha256}, found {sha})",
+                              "restore the GGUF file it was trained on, or train again from the current one")
+    return ExactBase(str(dense_copy_of_gguf(gguf, cache_dir or default_cache_dir())), None, record)
 
 
 def _pooling_config(dim: int, mode: str) -> dict[str, Any]:
@@ -71,13 +240,15 @@ def export_model(*, base: BaseModel, tokenizer: Any, trainable: dict[str, torch.
         if lora is not None and merge:
             backbone = backbone.merge_and_unload()
         backbone.save_pretrained(tmp)
+        record = base_record(base, str(card.get("base_model") or base.reference))
         if lora is not None and not merge:
-            # peft records the base by the path it was loaded from; make that explicit and durable.
+            # For plain peft / sentence-transformers users: the base by its loadable path or hub id, and
+            # for a hub base the commit (peft's ``revision`` field). Evaluation reads training.json["base"].
             cfg_path = tmp / "adapter_config.json"
             cfg = json.loads(cfg_path.read_text())
             cfg["base_model_name_or_path"] = base.load_path
-            if base.revision is not None:
-                cfg["revision"] = base.revision  # peft's field: the base commit the adapter was trained on
+            if record.hub_commit is not None:
+                cfg["revision"] = record.hub_commit
             atomic_write_json(cfg_path, cfg)
         tokenizer.save_pretrained(tmp)
         (tmp / "chat_template.jinja").unlink(missing_ok=True)
@@ -99,10 +270,10 @@ def export_model(*, base: BaseModel, tokenizer: Any, trainable: dict[str, torch.
         atomic_write_json(tmp / "config_sentence_transformers.json",
                           {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine",
                            "model_type": "SentenceTransformer"})
-        card = {**card, "instruction_template": E5_TEMPLATE if use_e5 else None, "pooling": pooling,
+        card = {**card, "base": record.model_dump(mode="json"), "instruction_template": E5_TEMPLATE if use_e5 else None, "pooling": pooling,
                 "normalize": normalize, "eos_appended_by_tokenizer": pooling == "lasttoken",
                 "weights": "merged" if (lora is None or merge) else "lora-adapter"}
-        atomic_write_json(tmp / "training.json", card)
+        atomic_write_json(tmp / CARD, card)
         atomic_write_text(tmp / "README.md", model_card_markdown(card))
     return out_dir
 

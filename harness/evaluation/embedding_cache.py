@@ -11,6 +11,10 @@ Storage is one SQLite file (WAL mode): each batch is one transaction, so a kill 
 the whole batch or none of it, and several processes may share the file. Each row carries a
 digest of its bytes; a row whose digest or length does not match is treated as a miss, deleted
 and recomputed, never returned as vectors.
+
+:class:`CacheWriter` takes the writes off the encoder's critical path: one background thread
+commits each batch while the model computes the next, and its ``close`` waits for every write (and
+raises the first failure), so what the caller returns has been stored.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +136,43 @@ class EmbeddingCache:
     def __len__(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
+
+class CacheWriter:
+    """``put_many`` from one background thread, at most ``depth`` batches in flight.
+
+    Order is kept (one thread), memory is bounded (``put`` waits for the oldest write beyond
+    ``depth``), a failed write is raised by the next ``put`` or by ``close``, and leaving the
+    ``with`` block, normally or by an exception, waits for every queued write: nothing computed is
+    dropped on the way out.
+    """
+
+    def __init__(self, cache: EmbeddingCache, depth: int = 2) -> None:
+        self.cache = cache
+        self.depth = max(1, depth)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-cache-writer")
+        self._pending: deque[Future[None]] = deque()
+
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Queue one batch (queued before an earlier failure is raised: nothing computed is dropped)."""
+        self._pending.append(self._pool.submit(self.cache.put_many, list(keys), np.array(vectors, dtype=np.float32)))
+        while len(self._pending) > self.depth:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Wait for every queued write; the first failure is raised after all have been tried."""
+        first: BaseException | None = None
+        while self._pending:
+            try:
+                self._pending.popleft().result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, once the rest are stored
+                first = first or exc
+        self._pool.shutdown(wait=True)
+        if first is not None:
+            raise first
+
+    def __enter__(self) -> "CacheWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -16,11 +16,11 @@ from mteb.models.abs_encoder import AbsEncoder
 from tqdm.auto import tqdm
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
-from harness.evaluation.embedding_cache import EmbeddingCache, cache_key
+from harness.evaluation.embedding_cache import CacheWriter, EmbeddingCache, cache_key
 from harness.evaluation.instructions import InstructionPolicy
 from harness.evaluation.models.base import Embedder
 
-_MISS_BATCH = 1024  # texts per model call + cache transaction: bounds what a kill -9 can lose
+_MISS_BATCH = 1024  # texts per model call + cache transaction: bounds what a kill -9 can lose (two calls' worth in flight)
 
 
 def model_facts(embedder: Embedder) -> dict[str, int | None]:
@@ -79,17 +79,20 @@ class CachedEncoder(AbsEncoder):
         for k, t in zip(keys, texts):
             if k not in found and k not in missing:
                 missing[k] = t
-        items = list(missing.items())
+        # Longest first across all misses, so each model call holds texts of similar length (the
+        # embedder sorts again by tokens inside a call); the cache write of one call overlaps the next.
+        items = sorted(missing.items(), key=lambda kv: -len(kv[1]))
         bar = tqdm(total=len(items), desc=f"encode {label}", unit="text", disable=not self.show_progress or not items,
                    leave=False)
         step = miss_batch()
-        for start in range(0, len(items), step):
-            chunk = items[start : start + step]
-            vecs = self.embedder.embed([t for _, t in chunk], prefix)
-            self.cache.put_many([k for k, _ in chunk], vecs)
-            for (k, _), v in zip(chunk, vecs):
-                found[k] = v
-            bar.update(len(chunk))
+        with CacheWriter(self.cache) as writer:
+            for start in range(0, len(items), step):
+                chunk = items[start : start + step]
+                vecs = self.embedder.embed([t for _, t in chunk], prefix)
+                writer.put([k for k, _ in chunk], vecs)
+                for (k, _), v in zip(chunk, vecs):
+                    found[k] = v
+                bar.update(len(chunk))
         bar.close()
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)

@@ -56,8 +56,12 @@ def resolve_model(spec: ModelSpec, base_dir: Path, source: str | Path | None = N
 
 
 def load_embedder(spec: ModelSpec, base_dir: Path, source: str | Path | None = None, device: str | None = None,
-                  resolved: ResolvedModel | None = None) -> Embedder:
+                  resolved: ResolvedModel | None = None, cache_dir: Path | None = None) -> Embedder:
+    """The embedder for one matrix entry. ``cache_dir`` is where run-level caches live (the run
+    folder's ``cache``): a trainer export with a GGUF base finds or rebuilds the base's dense copy
+    there, never under ``~/``."""
     rm = resolved or resolve_model(spec, base_dir, source)
+    token_budget = getattr(spec, "token_budget", None)  # a ModelSpec field once the schema has one
     ref, ident, decision = rm.ref, rm.identity, rm.decision
     if decision.backend == "openai":
         from harness.evaluation.models.openai_embedder import OpenAIEmbedder
@@ -73,12 +77,14 @@ def load_embedder(spec: ModelSpec, base_dir: Path, source: str | Path | None = N
                                subfolder=decision.transformer_path, dtype=spec.dtype,
                                max_length=spec.max_length or decision.max_seq_length or 512,
                                pooling="last-token" if spec.pooling == "auto" else spec.pooling,
-                               batch_size=spec.batch_size, normalize=normalize, device=device)
+                               batch_size=spec.batch_size, normalize=normalize, device=device, cache_dir=cache_dir,
+                               token_budget=token_budget)
     from harness.evaluation.models.sentence_transformer import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(spec.name, ref, content=ident.content, revision=ident.hub_commit, dtype=spec.dtype,
                                        max_length=spec.max_length, batch_size=spec.batch_size, normalize=spec.normalize,
-                                       pooling=None if spec.pooling == "auto" else spec.pooling, device=device)
+                                       pooling=None if spec.pooling == "auto" else spec.pooling, device=device,
+                                       cache_dir=cache_dir, token_budget=token_budget)
 
 
 def instruction_mode(spec: ModelSpec, backend: str) -> str:
