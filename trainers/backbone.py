@@ -17,7 +17,6 @@ nothing without complaint.)
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from contentid import directory_fingerprint, file_digest
 from trainers.errors import TrainInputError
 from trainers.gguf import dense_copy_of_gguf
+from trainers.hub import hub_cache_dir, hub_offline
 from trainers.reference import ModelLocation
 
 DECODER_MARKERS = ("CausalLM", "LMHeadModel")
@@ -46,17 +46,6 @@ class BaseModel:
     gguf_sha256: str | None = None  # GGUF bases only: the digest of the chosen file (names its dense copy)
 
 
-def hub_cache_dir() -> str | None:
-    """``HF_HUB_CACHE`` as it is now (``huggingface_hub`` reads it once, at import)."""
-    return os.environ.get("HF_HUB_CACHE") or None
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
 def _hub_file(repo_id: str, filename: str, revision: str | None) -> Path | None:
     """A file of a hub model at ``revision`` (local cache first), or None when the model has no such file.
 
@@ -71,7 +60,7 @@ def _hub_file(repo_id: str, filename: str, revision: str | None) -> Path | None:
         return Path(hit)
     if hit is not None:  # the cache records that the hub has no such file
         return None
-    if _hub_offline() and filename != "config.json":
+    if hub_offline() and filename != "config.json":
         return None
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=hub_cache_dir()))

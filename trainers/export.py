@@ -21,8 +21,6 @@ temporary name and renamed into place.
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,14 +31,15 @@ from pydantic import BaseModel as _Record, ConfigDict, ValidationError
 from atomicio import atomic_directory, atomic_write_json, atomic_write_text
 from contentid import directory_fingerprint, file_digest
 from inputio import field_problem
-from trainers.backbone import BaseModel, default_cache_dir, dense_copy_of_gguf, load_backbone
+from trainers.backbone import BaseModel, load_backbone
 from trainers.errors import TrainInputError
-from trainers.reference import ReferenceError_, locate_model
+from trainers.gguf import dense_copy_of_gguf
+from trainers.hub import hub_cache_dir, hub_offline
+from trainers.reference import ModelReferenceError, locate_model
 from trainers.templates import E5_TEMPLATE, e5_prefix
 
 MODEL_DIR = "model"
 CARD = "training.json"
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class BaseRecord(_Record):
@@ -68,18 +67,6 @@ class ExactBase:
     record: BaseRecord | None  # None: an adapter not written by this trainer (its adapter_config.json is all there is)
 
 
-def _hub_commit(repo_id: str, revision: str | None) -> str | None:
-    """The commit a hub base was loaded at: ``revision`` when it is one, else the snapshot the local
-    hub cache resolves it to (training has just loaded it, so it is there); None if unknown."""
-    if revision and _COMMIT.fullmatch(revision):
-        return revision
-    from huggingface_hub import try_to_load_from_cache
-
-    hit = try_to_load_from_cache(repo_id, "config.json", revision=revision or "main",
-                                 cache_dir=os.environ.get("HF_HUB_CACHE") or None)
-    return Path(hit).parent.name if isinstance(hit, str) else None
-
-
 def _gguf_source(base: BaseModel) -> Path:
     src = Path(base.reference)
     return src if src.is_file() else src / str(base.gguf_file)
@@ -87,18 +74,18 @@ def _gguf_source(base: BaseModel) -> Path:
 
 def base_record(base: BaseModel, reference: str) -> BaseRecord:
     """The exact identity of ``base`` (``reference``: what the user wrote)."""
-    content = getattr(base, "content", None)  # the trainer's own identity string, once BaseModel carries it
+    content = base.content  # the trainer's identity string of the base (what its config identity hashed)
     if base.gguf_file:
         gguf = _gguf_source(base)
-        sha = getattr(base, "gguf_sha256", None) or file_digest(gguf)
-        return BaseRecord(reference=reference, kind="gguf", content=content or f"gguf:{base.gguf_file}:{sha}",
+        sha = base.gguf_sha256 or file_digest(gguf)
+        return BaseRecord(reference=reference, kind="gguf", content=content,
                           location=str(gguf.resolve()), load_path=base.load_path, gguf_file=base.gguf_file, gguf_sha256=sha)
     if Path(base.load_path).is_absolute():
         fp = directory_fingerprint(Path(base.load_path))
-        return BaseRecord(reference=reference, kind="path", content=content or f"path:{fp}", location=base.load_path,
+        return BaseRecord(reference=reference, kind="path", content=content, location=base.load_path,
                           load_path=base.load_path, fingerprint=fp)
-    commit = _hub_commit(base.load_path, base.revision)
-    return BaseRecord(reference=reference, kind="hub", content=content or f"hub:{base.load_path}@{commit}",
+    commit = base.revision  # the trainer resolved it to a commit before loading (trainers.backbone.resolve_base)
+    return BaseRecord(reference=reference, kind="hub", content=content,
                       location=base.load_path, load_path=base.load_path, hub_commit=commit)
 
 
@@ -122,19 +109,13 @@ def read_base_record(model_dir: Path) -> BaseRecord | None:
                               "re-export the model (train again)") from None
 
 
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
 def _recorded_gguf(record: BaseRecord, card: Path) -> Path:
     """The GGUF file found again: a ``pkg:`` reference through the import system (it moves with the
     package's installation), anything else at the absolute path recorded at training."""
     if record.reference.startswith("pkg:"):
         try:
             found = Path(locate_model(record.reference, card.parent).value)
-        except ReferenceError_ as exc:
+        except ModelReferenceError as exc:
             raise TrainInputError(card, "base.reference", exc.problem, exc.fix) from None
         return found if found.is_file() else found / str(record.gguf_file)
     return Path(record.location)
@@ -145,8 +126,9 @@ def resolve_export_base(model_dir: Path, cache_dir: Path | None) -> ExactBase:
 
     hub: the recorded commit (offline it must be in the local hub cache); local directory: present
     with the recorded content fingerprint; GGUF: the recorded file (``pkg:`` references re-resolved),
-    verified by sha256, densified into ``cache_dir/dense`` (``default_cache_dir()`` when None; the
-    harness always passes its run folder's cache, so nothing is read from ``~/``).
+    verified by sha256, densified into ``cache_dir/dense`` (the harness passes its run folder's
+    cache, so nothing is read from ``~/``; a GGUF base with no ``cache_dir`` is an error, not a
+    silent copy somewhere in the user's home).
     """
     model_dir = Path(model_dir)
     card = model_dir / CARD
@@ -165,8 +147,8 @@ def resolve_export_base(model_dir: Path, cache_dir: Path | None) -> ExactBase:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(record.location, "config.json", revision=record.hub_commit,
-                                        cache_dir=os.environ.get("HF_HUB_CACHE") or None)
-        if not isinstance(cached, str) and _hub_offline():
+                                        cache_dir=hub_cache_dir())
+        if not isinstance(cached, str) and hub_offline():
             raise TrainInputError(card, "base.hub_commit", f"hub base {record.location!r} at commit {record.hub_commit} "
                                   "is not in the local hub cache and HF_HUB_OFFLINE is set",
                                   f"download it (huggingface-cli download {record.location} --revision {record.hub_commit}) "
@@ -192,7 +174,11 @@ def resolve_export_base(model_dir: Path, cache_dir: Path | None) -> ExactBase:
         raise TrainInputError(card, "base.gguf_sha256", f"the GGUF base {gguf} changed after training (sha256 expected "
                               f"{record.gguf_sha256}, found {sha})",
                               "restore the GGUF file it was trained on, or train again from the current one")
-    return ExactBase(str(dense_copy_of_gguf(gguf, cache_dir or default_cache_dir())), None, record)
+    if cache_dir is None:
+        raise TrainInputError(card, "base.gguf_file", f"the GGUF base {gguf.name} needs a dense copy and no cache "
+                              "folder was given for it", "evaluate through 'harness run' (it uses <run>/cache), or pass "
+                              "cache_dir= to the loader")
+    return ExactBase(str(dense_copy_of_gguf(gguf, cache_dir)), None, record)
 
 
 def _pooling_config(dim: int, mode: str) -> dict[str, Any]:

@@ -125,8 +125,8 @@ def run_step(step: Step, ctx: RunContext, run: StepRunner) -> StepOutcome:
                         work = store.fresh_work_dir(step.kind, step.key)
                     summary = run(step, work)
                     seconds = time.monotonic() - start
-                    m = store.commit(step.kind, step.key, label=step.label, code_version=step.code_version, params=step.params,
-                                     inputs=step.input_keys, summary=summary, seconds=seconds)
+                    store.commit(step.kind, step.key, label=step.label, code_version=step.code_version, params=step.params,
+                                 inputs=step.input_keys, summary=summary, seconds=seconds)
                 kind.after_commit(step, store.step_dir(step.kind, step.key), ctx)
                 return _outcome(step, "done", summary=summary, seconds=round(seconds, 3))
     kind.after_commit(step, store.step_dir(step.kind, step.key), ctx)

@@ -142,7 +142,8 @@ class ModelSession:
         wkey = mp.weights_key()
         if wkey not in loaded:
             spec = mp.spec if mp.spec.model else mp.spec.model_copy(update={"model": mp.resolved.ref.value})  # type: ignore[union-attr]
-            loaded[wkey] = load_embedder(spec, mp.source.parent, mp.source, device=self.ctx.device, resolved=mp.resolved)
+            loaded[wkey] = load_embedder(spec, mp.source.parent, mp.source, device=self.ctx.device, resolved=mp.resolved,
+                                         cache_dir=self.ctx.caches.dense)
         self.embedder = loaded[wkey]
         mode = instruction_mode(mp.spec, mp.resolved.decision.backend)  # type: ignore[union-attr]
         self.policy = InstructionPolicy(mode=mode, overrides=self.overrides,  # type: ignore[arg-type]

@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from trainers.export import resolve_export_base
+from trainers.hub import hub_cache_dir, hub_offline
 
 ADAPTER_CONFIG = "adapter_config.json"
 
 
 def is_adapter_dir(path: Path) -> bool:
     return (path / ADAPTER_CONFIG).is_file()
-
-
-def hub_cache_dir() -> str | None:
-    """The hub cache every load in evaluation reads (``HF_HUB_CACHE`` read now, as the backend decision does)."""
-    return os.environ.get("HF_HUB_CACHE") or None
 
 
 def exact_base_dir(adapter_dir: Path, cache_dir: Path | None) -> str:
@@ -39,8 +34,6 @@ def exact_base_dir(adapter_dir: Path, cache_dir: Path | None) -> str:
     if base.revision is None and Path(base.load_path).is_dir():
         return base.load_path
     from huggingface_hub import snapshot_download
-
-    from harness.evaluation.models.identity import hub_offline
 
     return snapshot_download(base.load_path, revision=base.revision, cache_dir=hub_cache_dir(),
                              local_files_only=hub_offline(),

@@ -23,14 +23,13 @@ failed would silently change the identity of this model, and of every model plan
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import InputError
-from harness.evaluation.models.identity import hub_offline
+from trainers.hub import hub_cache_dir, hub_offline
 from harness.evaluation.models.reference import ModelReference
 
 Backend = Literal["sentence-transformers", "decoder", "openai"]
@@ -76,7 +75,7 @@ def _reader(ref: ModelReference, commit: str | None, source: str | Path | None =
     def read_hub(rel: str) -> Any:
         from huggingface_hub import try_to_load_from_cache
 
-        cache_dir = os.environ.get("HF_HUB_CACHE") or None
+        cache_dir = hub_cache_dir()
         hit = try_to_load_from_cache(ref.value, rel, revision=commit, cache_dir=cache_dir)
         if isinstance(hit, str):
             return _load(Path(hit))

@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.evaluation.models.adapters import hub_cache_dir, is_adapter_dir, load_merged_adapter, merge_lora
+from harness.evaluation.models.adapters import is_adapter_dir, load_merged_adapter, merge_lora
 from harness.evaluation.models.base import EncodeCounter, fingerprint_of
 from harness.evaluation.models.batching import BatchPlan, default_token_budget, plan_batches, prefetch_depth, prefetched
 from harness.evaluation.models.identity import model_identity
 from harness.evaluation.models.reference import ModelReference
 from harness.evaluation.models.sentence_transformer import _tokenizer_behaviour
+from trainers.hub import hub_cache_dir
 from trainers.pooling import pool
 
 DECODER_CODE_VERSION = "3"  # bump when tokenisation or pooling code changes: invalidates cached vectors

@@ -21,6 +21,7 @@ from pathlib import Path
 from harness.errors import InputError
 from contentid import content_fingerprint, directory_fingerprint, file_digest
 from harness.evaluation.models.reference import ModelReference
+from trainers.hub import hub_cache_dir, hub_offline
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -39,13 +40,6 @@ def resolve_openai_base_url(base_url_env: str) -> str:
     return os.environ.get(base_url_env) or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
 
 
-def hub_offline() -> bool:
-    """True when the hub must not be asked (HF_HUB_OFFLINE, read now rather than at import)."""
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
 def resolve_hub_commit(repo_id: str, revision: str | None, source: str | Path | None, field: str) -> str:
     """The commit a hub id (at ``revision``, default ``main``) points to.
 
@@ -57,7 +51,7 @@ def resolve_hub_commit(repo_id: str, revision: str | None, source: str | Path | 
         return rev
     from huggingface_hub import constants
 
-    cache = Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+    cache = Path(hub_cache_dir() or constants.HF_HUB_CACHE)
     ref_file = cache / f"models--{repo_id.replace('/', '--')}" / "refs" / rev
     if ref_file.is_file():
         return ref_file.read_text().strip()

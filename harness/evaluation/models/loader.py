@@ -44,7 +44,7 @@ def resolve_model(spec: ModelSpec, base_dir: Path, source: str | Path | None = N
     identity = model_identity(ref, gguf_file=spec.gguf_file, revision=spec.revision, base_url_env=spec.base_url_env,
                               source=source, field=field)
     decision = decide_backend(ref, kind=spec.kind, pooling=spec.pooling, gguf_file=identity.gguf_file,
-                              hub_commit=identity.hub_commit)
+                              hub_commit=identity.hub_commit, source=source, field=field)
     if spec.pooling != "auto" and decision.backend == "openai":
         raise InputError(source, f"models[{spec.name}].pooling", "an API model's pooling is the server's",
                          "remove 'pooling:' for openai: models")

@@ -9,10 +9,10 @@ them knows (the estimate then says so rather than guess).
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from pathlib import Path
 
+from trainers.hub import hub_cache_dir
 from generators.model_size import gguf_params, safetensors_params  # the one reader of model files' sizes
 
 # Bases whose size cannot be read offline (hub ids not in the local hub cache nor in mteb's registry).
@@ -46,7 +46,7 @@ def _hub_cache_params(repo_id: str, revision: str | None) -> tuple[float, str] |
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    cache_dir = os.environ.get("HF_HUB_CACHE") or None  # read now, as the backend decision does
+    cache_dir = hub_cache_dir()
     index = try_to_load_from_cache(repo_id, "model.safetensors.index.json", revision=revision, cache_dir=cache_dir)
     names = ["model.safetensors"]
     if isinstance(index, str):
