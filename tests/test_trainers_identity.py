@@ -139,3 +139,38 @@ def test_hub_sentence_transformers_base_pools_as_its_pooling_module_says(tmp_pat
     # a commit the cache does not hold, offline: one clear error naming the field
     with pytest.raises(TrainInputError, match=r"field 'base_model': cannot load hub model 'someorg/minilm-cls' at revision 'd{40}'"):
         resolve_base(where, gguf_file=None, pooling="auto", cache_dir=tmp_path / "cache", config_path=None, revision="d" * 40)
+
+
+def test_bf16_lora_holds_the_frozen_base_in_bf16_and_says_so_in_its_identity(tmp_path: Path) -> None:
+    """bf16 + LoRA: frozen weights in bf16 (half the memory, no per-forward cast), LoRA in fp32; that
+    changes the numbers slightly, so it is in the identity, but only where it applies."""
+    import torch
+
+    from trainers.train import prepare, train
+
+    cache = tmp_path / "cache"
+    base = tiny_llama(tmp_path / "llama")
+    data = pairs_data(scifact_pairs(tmp_path / "pairs.jsonl", n_queries=6))
+    fp32 = tiny_llama_config(data, tmp_path / "out-fp32", base, precision="fp32")
+    bf16 = tiny_llama_config(data, tmp_path / "out-bf16", base, precision="bf16")
+    full = tiny_llama_config(data, tmp_path / "out-full", base, precision="bf16", lora=None)
+    full32 = tiny_llama_config(data, tmp_path / "out-full", base, precision="fp32", lora=None)
+    ids = {name: _identity(cfg, tmp_path / f"{name}.yaml", cache)
+           for name, cfg in (("fp32", fp32), ("bf16", bf16), ("full", full), ("full32", full32))}
+    assert len(set(ids.values())) == 4  # precision is a recipe field; bf16 LoRA adds the frozen dtype
+
+    prep = prepare(TrainConfig.model_validate(bf16), config_path=tmp_path / "bf16.yaml", cache_dir=cache)
+    frozen = {p.dtype for p in prep.encoder.parameters() if not p.requires_grad}
+    trainable = {p.dtype for p in prep.encoder.parameters() if p.requires_grad}
+    assert frozen == {torch.bfloat16} and trainable == {torch.float32}
+    result = train(TrainConfig.model_validate(bf16), config_path=tmp_path / "bf16.yaml", cache_dir=cache,
+                   progress=False, prepared=prep)
+    reference = train(TrainConfig.model_validate(fp32), config_path=tmp_path / "fp32.yaml", cache_dir=cache, progress=False)
+    card = json.loads((result.model_dir / "training.json").read_text())
+    assert card["hyperparameters"]["frozen_dtype"] == "bfloat16"
+    # same data, same steps: the bf16 losses follow the fp32 ones to bf16's precision
+    assert len(result.losses) == len(reference.losses) == 3
+    assert all(abs(a - b) < 0.05 * max(1.0, abs(b)) for a, b in zip(result.losses, reference.losses)), (result.losses, reference.losses)
+
+    prep_full = prepare(TrainConfig.model_validate(full), config_path=tmp_path / "full.yaml", cache_dir=cache)
+    assert {p.dtype for p in prep_full.encoder.parameters()} == {torch.float32}  # a full fine-tune keeps fp32 masters

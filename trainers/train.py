@@ -45,7 +45,7 @@ from trainers.errors import TrainInputError
 from trainers.execution import Execution, resolve_execution
 from trainers.export import MODEL_DIR, export_model
 from trainers.gradcache import ContrastiveBatch, contrastive_step
-from trainers.identity import training_identity, uses_e5
+from trainers.identity import frozen_dtype, training_identity, uses_e5
 from trainers.loss import global_mean, world
 from trainers.reference import ModelReferenceError, locate_model
 from trainers.templates import format_query
@@ -164,7 +164,7 @@ def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Pat
     check_output(out, identity, config_path)
     tokenizer = load_tokenizer(base, config_path)
     torch.manual_seed(config.seed)
-    backbone = load_backbone(base, "float32")
+    backbone = load_backbone(base, frozen_dtype(config))  # LoRA + bf16: frozen weights in bf16 (trainers.identity)
     device = _device(config.device)
     execution = resolve_execution(config, device, backbone, len(decoder_layers(backbone)))
     if execution.gradient_checkpointing:
@@ -379,7 +379,8 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
             "data": {"counts": mixture.counts(), "fingerprint": mixture.fingerprint(),
                      "hard_negatives": negatives},  # per source, as every batch of it used
             "hyperparameters": cfg.model_dump(mode="json", exclude={"data", "output"}) | execution
-                               | {"pooling": prep.base.pooling, "instructions": "e5" if prep.use_e5 else "none"},
+                               | {"pooling": prep.base.pooling, "instructions": "e5" if prep.use_e5 else "none",
+                                  "frozen_dtype": frozen_dtype(cfg)},
             "config_identity": prep.identity, **(provenance or {}),
         }
         instructions = {}
