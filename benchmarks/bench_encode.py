@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--cuda-texts", type=int, default=0, help="CUDA: corpus texts timed (0: all)")
     parser.add_argument("--cuda-batch-size", type=int, default=1024, help="CUDA: the harness's row cap (the token budget binds)")
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--skip-cpu", action="store_true",
+                        help="CUDA figures only (a GPU machine without the all-MiniLM-L6-v2 package)")
     args = parser.parse_args()
 
     import torch
@@ -196,7 +198,8 @@ def main() -> None:
     texts = corpus_texts(args.data)
     started = time.perf_counter()
     result: dict[str, Any] = {"threads": torch.get_num_threads(), "corpus_texts": len(texts)}
-    result.update(cpu_figures(texts, args.sample, args.repeats, args.batch_size))
+    if not args.skip_cpu:
+        result.update(cpu_figures(texts, args.sample, args.repeats, args.batch_size))
     if torch.cuda.is_available() and args.model:
         timed = texts[: args.cuda_texts] if args.cuda_texts else texts
         result.update(cuda_figures(args.model, timed, args.repeats, args.max_length, args.cuda_batch_size))
