@@ -246,6 +246,11 @@ def _recipe_typo(m: dict[str, Any]) -> None:
     recipe["learning_rat"] = recipe.pop("learning_rate")
 
 
+def _no_hard_negatives(m: dict[str, Any]) -> None:
+    """ELI5's hub copy has no negatives column; the recipe's hard_negatives is the default 1."""
+    m["mixtures"][0]["sources"].append({"kind": "registry", "source": "eli5"})
+
+
 _M0 = f"mixtures[0] (name: {MIXTURE}).sources[0]"
 _M1 = f"models[1] (name: {TRAINED}).train"
 
@@ -257,10 +262,13 @@ _M1 = f"models[1] (name: {TRAINED}).train"
     (_cycle, (), "models[0] (name: a).train.base", "training cycle: a -> b -> a", "point one 'base:' at a pretrained model"),
     (_missing_mixture, (), f"{_M1}.mixture", "names no mixture ('nope')", f"use one of: {MIXTURE}"),
     (_recipe_typo, (), f"{_M1}.recipe.learning_rat", "unknown field", "rename it to 'learning_rate'"),
+    (_no_hard_negatives, (), f"mixtures[0] (name: {MIXTURE}).sources[1].hard_negatives",
+     f"source 'eli5' has no hard negatives (no negatives column) and its batches would use 1 on every example (1 is "
+     f"the hard_negatives of {_M1}.recipe, the trainer's default)", "set hard_negatives: 0 on this source"),
     (None, ("--executor", "nope"), "--executor", "unknown executor 'nope'", "use one of: local, ray"),
     (None, ("--address", "127.0.0.1:6379"), "--address", "the executor is local", "add '--executor ray'"),
 ], ids=["registry-typo", "missing-generate", "missing-base", "cycle", "missing-mixture", "recipe-typo",
-        "executor", "address-without-ray"])
+        "no-hard-negatives", "executor", "address-without-ray"])
 def test_bad_input_is_one_error_and_writes_nothing(tmp_path: Path, edit: Any, args: tuple[str, ...], field: str,
                                                   problem: str, fix: str) -> None:
     m = tiny_matrix()
@@ -276,6 +284,22 @@ def test_bad_input_is_one_error_and_writes_nothing(tmp_path: Path, edit: Any, ar
     assert where in out and problem in out, out
     assert fix in out.split("Fix:", 1)[1], out
     assert not (tmp_path / "run").exists() and sorted(tmp_path.rglob("*")) == before, "bad input must write nothing"
+
+
+def test_validate_refuses_a_source_without_the_hard_negatives_its_batches_use(tmp_path: Path) -> None:
+    """The trainer's hard-negative rule is checked when the matrix is planned, so ``harness validate``
+    (and ``plan``) refuse it before any generate step is paid; a generated source is not checked (its
+    data does not exist yet), and the source's own ``hard_negatives: 0`` is the fix."""
+    m = tiny_matrix()
+    _no_hard_negatives(m)
+    matrix = write_matrix(tmp_path, m, tmp_path / "run")
+    result = cli("validate", str(matrix))
+    assert result.exit_code == 2, result.output
+    assert result.output.count("Fix:") == 1 and result.output.count("eli5") == 1, result.output
+    assert f"{matrix}: mixtures[0] (name: {MIXTURE}).sources[1].hard_negatives: source 'eli5'" in result.output
+    m["mixtures"][0]["sources"][1]["hard_negatives"] = 0
+    fixed = cli("validate", str(write_matrix(tmp_path, m, tmp_path / "run")))
+    assert fixed.exit_code == 0, fixed.output
 
 
 # --- a regression found by the kill test ----------------------------------------------------------

@@ -135,6 +135,7 @@ class PlannedMixture:
     params: dict[str, Any]  # what the key hashes: local sources by content, generated ones by step key
     data: dict[str, Any]  # the trainer's DataSpec, paths absolute, generated sources naming their entry
     inputs: list[Step[GenerateSpec]]  # the generate steps it reads
+    where: str = "mixtures"  # how errors name it in the matrix: "mixtures[j] (name: ...)"
 
 
 def plan_mixture(mix: MixtureSpec, where: str, loaded: LoadedMatrix, generated: dict[str, Step]) -> PlannedMixture:
@@ -215,7 +216,42 @@ def plan_mixture(mix: MixtureSpec, where: str, loaded: LoadedMatrix, generated: 
     else:
         canon["sources"] = canon_sources
         data["sources"] = data_sources
-    return PlannedMixture(params=canon, data=data, inputs=inputs)
+    return PlannedMixture(params=canon, data=data, inputs=inputs, where=where)
+
+
+def check_negatives(cfg: Any, spec: TrainSpec, mixture: PlannedMixture, recipe_field: str) -> None:
+    """The trainer's hard-negative rule (``trainers.data.mixture.check_source_negatives``) at plan time.
+
+    A source that cannot give every example the hard negatives its batches use (a hub copy without
+    a negatives column, a BEIR folder set to mine fewer) fails ``harness validate``/``plan`` here,
+    naming the matrix field, instead of failing the train step after its generate steps were paid.
+    ``generated`` sources are not checked: their data does not exist yet (and every synthetic row
+    carries a hard negative; :meth:`trainers.data.mixture.Mixture.check_negatives` checks the rows).
+    """
+    from trainers.data.mixture import check_source_negatives, source_entries
+    from trainers.errors import TrainInputError
+
+    base_dir = spec.source.parent  # every local path of the mixture is absolute already
+    try:
+        entries = source_entries(cfg.data, base_dir)
+    except TrainInputError as exc:
+        raise InputError(spec.source, mixture.where, exc.problem, exc.fix) from None
+    kinds = [src.get("kind") for src in spec.data.get("sources") or []]
+    for i, entry in enumerate(entries):
+        if kinds and kinds[i] == "generated":
+            continue
+        try:
+            check_source_negatives(entry, base_dir, cfg.hard_negatives)
+        except TrainInputError as exc:
+            if kinds:
+                where = f"{mixture.where}.sources[{i}]"
+            else:  # a preset's source: its local copy, or the preset itself
+                where = f"{mixture.where}.paths.{entry.name}" if entry.spec.path else f"{mixture.where}.preset"
+            problem = exc.problem
+            if entry.spec.hard_negatives is None:  # the count comes from the model entry's recipe
+                how = "" if "hard_negatives" in spec.recipe else ", the trainer's default"
+                problem += f" ({cfg.hard_negatives} is the hard_negatives of {recipe_field}{how})"
+            raise InputError(spec.source, f"{where}.{exc.field}", problem, exc.fix) from None
 
 
 class TrainKind:
@@ -229,6 +265,7 @@ class TrainKind:
             cfg = build_config(spec, None, validate_only=True)
         except ValidationError as exc:
             raise recipe_error(spec.source, field_name, exc) from None
+        check_negatives(cfg, spec, mixture, field_name)
         recipe_params = cfg.model_dump(mode="json", exclude=NOT_RECIPE)
         if cfg.miner is not None:  # the model that mines hard negatives, by what it is, not where
             from harness.evaluation.models.identity import model_identity

@@ -350,28 +350,34 @@ def check_negatives_possible(spec: DataSpec, base_dir: Path, hard_negatives: int
     reading (a pairs row with fewer, mining that found fewer) is :meth:`Mixture.check_negatives`'s.
     """
     for entry in source_entries(spec, Path(base_dir), config_file):
-        src = entry.spec
-        k = entry.hard_negatives(hard_negatives)
-        if k == 0:
-            continue
-        mined = isinstance(src, BeirSource) or (isinstance(src, RegistrySource) and src.path is not None
-                                                 and src.source != SYNTHETIC and resolve_path(base_dir, src.path).is_dir())
-        if mined and src.negatives_per_query < k:
-            raise TrainInputError(entry.where, "negatives_per_query",
-                                  f"source {entry.name!r} mines {src.negatives_per_query} hard negative(s) per query; "
-                                  f"its batches use hard_negatives {k} on every example",
-                                  f"set negatives_per_query: {k} (with mine_depth >= mine_skip_top + "
-                                  f"{k}), or lower hard_negatives")
-        no_column = (isinstance(src, HubSource) and not src.columns.negatives) or (
-            isinstance(src, RegistrySource) and src.path is None and src.source in REGISTRY
-            and isinstance(REGISTRY[src.source].loader, HubLoader)
-            and not REGISTRY[src.source].loader.columns.get("negatives"))  # type: ignore[union-attr]
-        if no_column:
-            raise TrainInputError(entry.where, "hard_negatives",
-                                  f"source {entry.name!r} has no hard negatives (no negatives column) and its batches "
-                                  f"would use {k} on every example",
-                                  "set hard_negatives: 0 on this source (in-batch negatives only), or give the source "
-                                  "negatives (a local copy in BEIR layout mines them: docs/training-data.md)")
+        check_source_negatives(entry, Path(base_dir), hard_negatives)
+
+
+def check_source_negatives(entry: SourceEntry, base_dir: Path, hard_negatives: int) -> None:
+    """:func:`check_negatives_possible` for one source (``hard_negatives``: the recipe's), so a caller
+    that reads the sources from its own file (the harness's matrix) can name the entry in its terms."""
+    src = entry.spec
+    k = entry.hard_negatives(hard_negatives)
+    if k == 0:
+        return
+    mined = isinstance(src, BeirSource) or (isinstance(src, RegistrySource) and src.path is not None
+                                             and src.source != SYNTHETIC and resolve_path(base_dir, src.path).is_dir())
+    if mined and src.negatives_per_query < k:
+        raise TrainInputError(entry.where, "negatives_per_query",
+                              f"source {entry.name!r} mines {src.negatives_per_query} hard negative(s) per query; "
+                              f"its batches use hard_negatives {k} on every example",
+                              f"set negatives_per_query: {k} (with mine_depth >= mine_skip_top + "
+                              f"{k}), or lower hard_negatives")
+    no_column = (isinstance(src, HubSource) and not src.columns.negatives) or (
+        isinstance(src, RegistrySource) and src.path is None and src.source in REGISTRY
+        and isinstance(REGISTRY[src.source].loader, HubLoader)
+        and not REGISTRY[src.source].loader.columns.get("negatives"))  # type: ignore[union-attr]
+    if no_column:
+        raise TrainInputError(entry.where, "hard_negatives",
+                              f"source {entry.name!r} has no hard negatives (no negatives column) and its batches "
+                              f"would use {k} on every example",
+                              "set hard_negatives: 0 on this source (in-batch negatives only), or give the source "
+                              "negatives (a local copy in BEIR layout mines them: docs/training-data.md)")
 
 
 def build_mixture(
