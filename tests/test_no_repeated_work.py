@@ -158,3 +158,30 @@ def test_jobs_run_independent_generate_steps_at_the_same_time(server: FakeOpenAI
     run = _run(matrix, "--jobs", "2")
     assert server.gathered and server.max_in_flight == 2
     assert sorted(s["status"] for s in run["steps"] if s["kind"] == "generate") == ["done", "done"]
+
+
+def test_a_unit_runs_the_config_it_was_planned_with_not_the_file_as_it_is_now(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """A worker receives the validated config inside the unit (pickled, as the Ray executor sends it),
+    never a path to read again: the generation file rewritten between planning and running (another
+    ``count``) changes neither the step's manifest nor what the server is asked."""
+    import pickle
+
+    from harness.pipeline.execute import execute_unit, units
+    from harness.pipeline.planner import build_plan
+    from harness.schema import load_matrix
+    from harness.steps.store import ArtifactStore
+
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    _write_generation(folder, count=3)
+    plan = build_plan(load_matrix(_matrix(folder, folder / "run", train=False)), load_data=False)
+    (unit,) = [u for u in units(plan) if u.kind == "generate"]
+    (step,) = unit.steps
+    _write_generation(folder, count=7)  # edited after planning, before the step runs
+    sent = pickle.loads(pickle.dumps(unit))
+    (outcome,), _ = execute_unit(sent, plan.context().for_worker())
+    assert outcome.status == "done", outcome.error
+    manifest = ArtifactStore(plan.output).manifest("generate", step.key)
+    assert manifest is not None and manifest.params == step.params
+    assert manifest.params["generation"]["tasks"]["short-long"]["count"] == 3
+    assert _answered(server) == 1 + 3  # one brainstorm and the three planned examples, not seven
