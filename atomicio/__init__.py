@@ -1,5 +1,8 @@
 """Atomic file writes shared by every package (harness, generators, leaderboards, trainers): a reader sees the old file or the whole new one, never a half.
 
+And the one file lock (:class:`FileLock`): what several processes sharing a folder use so that
+one of them does a piece of work (a step, a dense copy, a paid LLM call) while the others wait.
+
 A killed run (kill -9, OOM, pre-emption) must leave no partial result behind, so every file the
 harness writes goes to a temporary name in the same directory and is renamed into place; rename
 is atomic on POSIX within one filesystem.
@@ -15,6 +18,7 @@ file's mode when one is replaced, otherwise ``0o666 & ~umask``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -353,3 +357,43 @@ def atomic_create_bytes(path: Path, data: bytes, *, durable: bool = True, stagin
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+
+
+class FileLock:
+    """An ``flock`` on a lock file: exclusive (a writer, a builder, gc) or shared (readers).
+
+    The kernel drops it when its holder dies (kill -9 included), so there is never a stale lock to
+    clean up, and it conflicts between open file descriptions, so two threads of one process that
+    each open the file exclude each other too. The lock file is never deleted: unlinking it while
+    another process has just opened it would let two processes each "hold" a lock on a different
+    inode. One object is one acquisition: :meth:`release` unlocks and closes the file.
+    """
+
+    def __init__(self, path: Path, shared: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.shared = shared
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def acquire(self, block: bool = True) -> bool:
+        """Take the lock, waiting for it when ``block``; without waiting, False when another holds it."""
+        try:
+            fcntl.flock(self.fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive :class:`FileLock` on ``path`` for the block (waiting for it first)."""
+    lock = FileLock(path)
+    try:
+        lock.acquire()
+        yield
+    finally:
+        lock.release()

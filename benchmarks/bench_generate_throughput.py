@@ -9,7 +9,9 @@ Each round runs the same job once per response store, each starting empty, in th
 against the same server: the run-level file cache (`generators.response_cache`, one file per
 answer), with and without an fsync per entry, and the per-step SQLite store it replaced (WAL,
 synchronous=NORMAL, one INSERT per answer; kept below as the baseline, not used by the project).
-The ratios between them answer whether the file cache costs throughput.
+The ratios between them answer whether the file cache costs throughput; the file cache also takes
+a per-request claim (a file lock) before each call and the SQLite baseline does not, so its ratio
+includes what the claims cost.
 
 Run: .venv/bin/python benchmarks/bench_generate_throughput.py [--requests 1600] [--concurrency 32] [--latency 0.2] [--rounds 2]
 """
@@ -57,6 +59,13 @@ class SqliteBaseline:
                                " FROM calls WHERE key = ?", (key,)).fetchone()
         return CachedResponse(*row) if row else None
 
+    def claim(self, key: str) -> "_NoClaim":
+        return _NoClaim()  # the old store took no per-request claim: its rate is the baseline for their cost
+
+    @staticmethod
+    def release(claim: "_NoClaim", *, answered: bool) -> None:
+        pass
+
     def put(self, outcome: CallOutcome, cost_usd: float | None) -> tuple[CachedResponse, bool]:
         req = outcome.request
         self._db.execute("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
@@ -65,6 +74,14 @@ class SqliteBaseline:
             outcome.attempts, int(outcome.batch), time.time()))
         return CachedResponse(req.key, req.model, outcome.text, outcome.finish_reason, outcome.prompt_tokens,
                               outcome.completion_tokens, cost_usd), True
+
+
+class _NoClaim:
+    def acquire(self, block: bool = True) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
 
 
 def listen_overflows() -> int | None:

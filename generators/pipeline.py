@@ -15,9 +15,10 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from generators.backends.base import Backend, CallOutcome, ChatRequest
+from atomicio import FileLock
+from generators.backends.base import BUSY, Backend, CallOutcome, ChatRequest
 from generators.config import GenerationConfig
 from generators.filters import CONTAMINATED, DUPLICATE, LANGUAGE_MISMATCH, ContaminationFilter, Deduper, LanguageChecker
 from generators.output import ExampleRow, RequestCounts, TokenCounts
@@ -25,7 +26,7 @@ from generators.parsing import parse_output
 from generators.planning import Planned, RequestPlanner
 from generators.pricing import PriceTable, price_table
 from generators.progress import Progress
-from generators.response_cache import ResponseCache
+from generators.response_cache import CachedResponse, ResponseCache
 from generators.taxonomy import TaskType, spec
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,15 @@ class JobResult:
 
 
 class CallRunner:
-    """Cache-first dispatch: answers from the cache, sends the rest, caches each success at once."""
+    """Cache-first dispatch: answers from the cache, sends the rest, caches each success at once.
+
+    It is also the backends' :class:`~generators.backends.base.CallGate`: right before a request is
+    sent, its key is claimed in the cache and looked up again, so a request another job (a thread,
+    process or host sharing the cache) is sending now is waited for and answered from the cache,
+    never paid twice; the claim is released once the answer is stored (or the call failed).
+    """
+
+    CLAIM_POLL_S = (0.005, 0.25)  # first and longest wait between tries of a claim another job holds
 
     def __init__(self, backend: Backend, cache: ResponseCache, prices: PriceTable, progress: Progress,
                  batch_discount: float = 0.0) -> None:
@@ -70,6 +79,7 @@ class CallRunner:
         self.cost = 0.0
         self.cost_new = 0.0
         self.unpriced: set[str] = set()
+        self._claims: dict[str, FileLock] = {}  # key -> the claim held while that request is sent
 
     def _account(self, prompt: int, completion: int, cost: float | None, new: bool) -> None:
         for t in (self.tokens, self.tokens_new) if new else (self.tokens,):
@@ -80,6 +90,45 @@ class CallRunner:
             self.cost += cost
             if new:
                 self.cost_new += cost
+
+    def _answered(self, req: ChatRequest, hit: CachedResponse) -> CallOutcome:
+        """Count a request the cache answers (free) and return it as an outcome."""
+        self.counts.succeeded += 1
+        self.counts.from_store += 1
+        if hit.cost_usd is None:
+            self.unpriced.add(hit.model)
+        self._account(hit.prompt_tokens, hit.completion_tokens, hit.cost_usd, new=False)
+        self.progress.update(done=1, tokens=hit.prompt_tokens + hit.completion_tokens, cost=hit.cost_usd or 0.0)
+        return CallOutcome(req, ok=True, text=hit.response, finish_reason=hit.finish_reason,
+                           prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, cached=True)
+
+    async def admit(self, request: ChatRequest, *, wait: bool = True) -> CallOutcome | None | Literal["busy"]:
+        """Claim ``request`` (waiting while another job holds it, or :data:`BUSY` without ``wait``),
+        then look it up again: None means send it (the claim is held until its outcome is stored),
+        else the answer stored meanwhile."""
+        claim = self.cache.claim(request.key)
+        pause, longest = self.CLAIM_POLL_S
+        try:
+            while not claim.acquire(block=False):  # polled, not blocking: the event loop keeps running
+                if not wait:
+                    claim.release()
+                    return BUSY
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, longest)
+        except BaseException:  # cancelled while waiting: close the lock file
+            claim.release()
+            raise
+        hit = self.cache.get(request.key)
+        if hit is None:
+            self._claims[request.key] = claim
+            return None
+        self.cache.release(claim, answered=True)
+        return self._answered(request, hit)
+
+    def _release(self, key: str, *, answered: bool) -> None:
+        claim = self._claims.pop(key, None)
+        if claim is not None:
+            self.cache.release(claim, answered=answered)
 
     async def run(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
         unique: dict[str, ChatRequest] = {}
@@ -92,36 +141,47 @@ class CallRunner:
             if hit is None:
                 to_send.append(req)
                 continue
-            self.counts.succeeded += 1
-            self.counts.from_store += 1
-            if hit.cost_usd is None:
-                self.unpriced.add(hit.model)
-            self._account(hit.prompt_tokens, hit.completion_tokens, hit.cost_usd, new=False)
-            self.progress.update(done=1, tokens=hit.prompt_tokens + hit.completion_tokens, cost=hit.cost_usd or 0.0)
-            yield CallOutcome(req, ok=True, text=hit.response, finish_reason=hit.finish_reason,
-                              prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, cached=True)
+            yield self._answered(req, hit)
         if not to_send:
             return
-        async for out in self.backend.stream(to_send):
-            if out.ok:
-                discount = self.batch_discount if out.batch else 0.0
-                cost = self.prices.cost(out.request.model, out.prompt_tokens, out.completion_tokens, discount)
-                if cost is None:
-                    self.unpriced.add(out.request.model)
-                kept, ours = self.cache.put(out, cost)
-                if not ours:  # another job answered this request first: use its answer, as its re-run will
-                    out = CallOutcome(out.request, ok=True, text=kept.response, finish_reason=kept.finish_reason,
-                                      prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-                                      latency_s=out.latency_s, attempts=out.attempts, batch=out.batch)
-                self.counts.succeeded += 1
-                self.counts.new_calls += 1
-                self._account(out.prompt_tokens, out.completion_tokens, cost, new=True)
-                self.progress.update(done=1, tokens=out.prompt_tokens + out.completion_tokens, cost=cost or 0.0)
-            else:
-                self.counts.failed += 1
-                self.failed_by_reason[(out.error or "unknown").split("; retry budget")[0][:300]] += 1
-                self.progress.update(done=1)
-            yield out
+        try:
+            async for out in self.backend.stream(to_send, gate=self):
+                if out.cached:  # admit() answered it from the cache: counted there
+                    yield out
+                    continue
+                stored = False
+                try:
+                    out = self._store(out)
+                    stored = out.ok
+                finally:
+                    self._release(out.request.key, answered=stored)
+                yield out
+        finally:
+            for claim in self._claims.values():  # a stream that stopped early: give back what it still held
+                self.cache.release(claim, answered=False)
+            self._claims.clear()
+
+    def _store(self, out: CallOutcome) -> CallOutcome:
+        """Count a sent request's outcome and cache a success; returns the outcome to use."""
+        if not out.ok:
+            self.counts.failed += 1
+            self.failed_by_reason[(out.error or "unknown").split("; retry budget")[0][:300]] += 1
+            self.progress.update(done=1)
+            return out
+        discount = self.batch_discount if out.batch else 0.0
+        cost = self.prices.cost(out.request.model, out.prompt_tokens, out.completion_tokens, discount)
+        if cost is None:
+            self.unpriced.add(out.request.model)
+        kept, ours = self.cache.put(out, cost)
+        if not ours:  # another job answered this request first: use its answer, as its re-run will
+            out = CallOutcome(out.request, ok=True, text=kept.response, finish_reason=kept.finish_reason,
+                              prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
+                              latency_s=out.latency_s, attempts=out.attempts, batch=out.batch)
+        self.counts.succeeded += 1
+        self.counts.new_calls += 1
+        self._account(out.prompt_tokens, out.completion_tokens, cost, new=True)
+        self.progress.update(done=1, tokens=out.prompt_tokens + out.completion_tokens, cost=cost or 0.0)
+        return out
 
 
 class Job:

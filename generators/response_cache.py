@@ -21,6 +21,15 @@ crash before writeback can lose an entry, and then the call is paid again, not s
 entry that does not parse or names another key reads as absent and is replaced. Entries are not
 fsynced by default: ``benchmarks/bench_generate_throughput.py`` measured the cost (docs/generators.md).
 
+Claims: before a request is sent, its key is claimed (:meth:`ResponseCache.claim`: an exclusive
+``flock`` on ``<root>/<key[:2]>/.<key>.lock``, held until the answer is stored) and the key is looked
+up again, so two jobs (threads, processes, hosts) that want the same request at once pay for it once:
+the second waits for the first and reads its answer. Each key has its own lock, so different
+requests never wait for each other; a claim is taken when the call is made, not when the job
+starts, so a job holds at most as many as it has calls in flight. The kernel drops a dead job's
+claims. A key's lock file is removed once its answer is stored (:meth:`ResponseCache.release`), so
+the folder keeps one file per answer; only a failed request's stays (empty) for its next try.
+
 Deleting the folder is always safe and always costs money: every answer in it is paid for again.
 """
 
@@ -34,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from atomicio import atomic_create_bytes, discard, remove_stale_temporaries
+from atomicio import FileLock, atomic_create_bytes, discard, remove_stale_temporaries
 from generators.backends.base import CallOutcome
 
 log = logging.getLogger(__name__)
@@ -76,6 +85,23 @@ class ResponseCache:
         except FileNotFoundError:
             return None
         return _decode(raw, key)
+
+    def claim(self, key: str) -> FileLock:
+        """The (not yet acquired) claim on one request: held while it is sent and its answer stored."""
+        return FileLock(self.root / key[:2] / f".{key}.lock")
+
+    @staticmethod
+    def release(claim: FileLock, *, answered: bool) -> None:
+        """Give a held claim back; with ``answered`` (the key's answer is stored) remove its lock file too.
+
+        Unlinking a lock file is unsafe in general (a process that opened it just before would lock
+        an orphaned inode while a newcomer locks a new one), but not here: every claimer looks the
+        key up after it acquires, and the answer is stored before the file goes, so both find it.
+        A failed request's file stays: two jobs retrying it must still exclude each other.
+        """
+        if answered:
+            claim.path.unlink(missing_ok=True)
+        claim.release()
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None

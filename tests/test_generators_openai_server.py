@@ -101,7 +101,9 @@ def test_faults_every_request_succeeded_or_counted(server: FakeOpenAIServer, tmp
     assert any(SECRET in h for h in server.state.auth_headers)
     written = [(out / "manifest.json").read_bytes(), (out / "examples.jsonl").read_bytes()]
     cached = [p for p in (out / "responses").rglob("*") if p.is_file()]
-    assert len(cached) == m.requests.succeeded  # one file per answered request
+    entries = [p for p in cached if not p.name.startswith(".")]  # the rest: claims of the failed requests (empty)
+    assert len(entries) == m.requests.succeeded  # one file per answered request
+    assert len(cached) - len(entries) == m.requests.failed and all(p.stat().st_size == 0 for p in cached if p not in entries)
     written += [p.read_bytes() for p in cached]
     assert all(SECRET.encode() not in blob for blob in written)
     captured = capfd.readouterr()

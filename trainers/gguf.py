@@ -9,7 +9,7 @@ trained on it) loads that. The conversion costs tens of seconds and gigabytes, s
   ``dense/<sha256 of the GGUF file>`` — two quantizations in one folder are two files, two copies;
 - the digest is ``contentid.file_digest`` (memoised by path, size, mtime and inode), so finding an
   existing copy does not re-read a multi-gigabyte file;
-- it is built under an exclusive ``flock`` on ``dense/.<sha>.lock``: a second process asking for
+- it is built under an exclusive ``flock`` on ``dense/.<sha>.lock`` (``atomicio.exclusive_lock``): a second process asking for
   the same copy waits, then finds it, instead of converting it a second time beside the first;
 - it is assembled under a temporary name and renamed into place (a builder killed mid-way leaves
   ``.<sha>.tmp-*``, which the next builder, holding the lock, removes), and holds ``dense.json``
@@ -19,14 +19,11 @@ trained on it) loads that. The conversion costs tens of seconds and gigabytes, s
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from atomicio import atomic_directory, atomic_write_json, discard
+from atomicio import atomic_directory, atomic_write_json, discard, exclusive_lock
 from contentid import file_digest
 
 DENSE_DIR = "dense"
@@ -45,22 +42,6 @@ def dense_copy_record(directory: Path) -> dict[str, Any] | None:
 def _is_copy_of(directory: Path, digest: str) -> bool:
     record = dense_copy_record(directory)
     return record is not None and record.get("gguf_sha256") == digest
-
-
-@contextlib.contextmanager
-def _exclusive(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_file`` (blocking). The kernel drops it if we die.
-
-    The lock file is never deleted: unlinking it while another process has just opened it would
-    let two processes each "hold" a lock on a different inode.
-    """
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _convert(gguf_path: Path, out: Path) -> None:
@@ -94,7 +75,7 @@ def dense_copy_of_gguf(gguf_path: Path, cache_dir: Path) -> Path:
     target = dense_copy_path(cache_dir, digest)
     if _is_copy_of(target, digest):
         return target
-    with _exclusive(target.parent / f".{digest}.lock"):
+    with exclusive_lock(target.parent / f".{digest}.lock"):
         if _is_copy_of(target, digest):  # built by another process while we waited
             return target
         for abandoned in target.parent.glob(f".{digest}.tmp-*"):  # a builder killed mid-way (we hold the lock)

@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,31 @@ class CallOutcome:
     batch: bool = False
 
 
+BUSY: Literal["busy"] = "busy"  # CallGate.admit(wait=False): another job is sending this request now
+
+
+class CallGate(Protocol):
+    """What a backend asks just before it sends a request (the pipeline's per-request claim).
+
+    ``admit`` returns None when the request is to be sent (its claim is then held until the
+    outcome the backend yields for it has been stored), or the outcome another job stored while
+    this one waited (``cached=True``), which the backend yields instead of calling. With
+    ``wait=False`` it returns :data:`BUSY` instead of waiting: a backend that holds claims while it
+    gathers a batch must not wait for another's, or two jobs could each wait for the other.
+    """
+
+    async def admit(self, request: ChatRequest, *, wait: bool = True) -> CallOutcome | None | Literal["busy"]: ...
+
+
 class Backend(Protocol):
     """A source of completions; yields outcomes as they finish so each can be stored at once."""
 
     name: str
 
-    def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
-        """Run all requests, yielding each outcome (success or final failure) as soon as it is known."""
+    def stream(self, requests: Sequence[ChatRequest], gate: CallGate | None = None) -> AsyncIterator[CallOutcome]:
+        """Run all requests, yielding each outcome (success or final failure) as soon as it is known;
+        ``gate.admit`` is awaited for each request right before it is sent (not earlier: the claims
+        held at once stay as few as the calls in flight)."""
         ...
 
     async def aclose(self) -> None:

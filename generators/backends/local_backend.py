@@ -26,12 +26,13 @@ import hashlib
 import importlib.util
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from contentid import directory_fingerprint, file_digest
-from generators.backends.base import CallOutcome, ChatRequest
+from generators.backends.base import BUSY, CallGate, CallOutcome, ChatRequest
 from generators.config import LocalBackendConfig
 from generators.errors import BackendUnavailableError
 
@@ -236,23 +237,25 @@ class LocalBackend:
             )
         return outcomes
 
-    async def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
-        """Generate in batches of similar prompt length (sampling params must match within a batch)."""
+    async def stream(self, requests: Sequence[ChatRequest], gate: CallGate | None = None) -> AsyncIterator[CallOutcome]:
+        """Generate in batches of similar prompt length (sampling params must match within a batch);
+        each request is admitted by ``gate`` as its batch is gathered."""
         groups: dict[tuple[float, float], list[ChatRequest]] = {}
         for r in requests:
             groups.setdefault((r.temperature, r.top_p), []).append(r)
         for group in groups.values():
             group.sort(key=lambda r: sum(len(c) for _, c in r.messages))
-            size = self.config.batch_size
-            for i in range(0, len(group), size):
-                batch = group[i : i + size]
+            async for item in _batches(group, self.config.batch_size, gate):
+                if isinstance(item, CallOutcome):  # answered by another job meanwhile
+                    yield item
+                    continue
                 try:
-                    outcomes = await asyncio.to_thread(self._generate_batch, batch)
+                    outcomes = await asyncio.to_thread(self._generate_batch, item)
                 except BackendUnavailableError:
                     raise
                 except Exception as exc:  # a failed batch is counted, not fatal
                     log.exception("local batch failed")
-                    outcomes = [CallOutcome(r, ok=False, error=f"local generation error: {exc}") for r in batch]
+                    outcomes = [CallOutcome(r, ok=False, error=f"local generation error: {exc}") for r in item]
                 for o in outcomes:
                     yield o
 
@@ -264,3 +267,30 @@ class LocalBackend:
 
             torch.set_num_threads(self._threads_before)
             self._threads_before = None
+
+
+async def _batches(group: list[ChatRequest], size: int, gate: CallGate | None) -> AsyncIterator[list[ChatRequest] | CallOutcome]:
+    """Batches of up to ``size`` requests in order, each admitted by ``gate``, and the outcomes the
+    gate answered instead. Only a batch's first request may wait for a claim (nothing is held then);
+    a later one another job is sending is put back for a later batch, so two jobs never each hold
+    a claim the other waits for."""
+    if gate is None:
+        for i in range(0, len(group), size):
+            yield group[i : i + size]
+        return
+    todo = deque(group)
+    while todo:
+        batch: list[ChatRequest] = []
+        busy: list[ChatRequest] = []
+        while todo and len(batch) < size:
+            r = todo.popleft()
+            admitted = await gate.admit(r, wait=not batch)
+            if admitted is BUSY:
+                busy.append(r)
+            elif admitted is None:
+                batch.append(r)
+            else:
+                yield admitted
+        todo.extendleft(reversed(busy))
+        if batch:
+            yield batch

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from typing import Any
 
-from generators.backends.base import CallOutcome, ChatRequest
+from generators.backends.base import CallGate, CallOutcome, ChatRequest
 from generators.backends.openai_batch import CHAT_ENDPOINT, build_batch_lines, chat_body, parse_batch_output
 from generators.config import OpenAIBackendConfig
 from generators.errors import BackendUnavailableError
@@ -210,8 +210,11 @@ class OpenAIBackend:
                                    latency_s=time.perf_counter() - t0)
             await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
 
-    async def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[CallOutcome]:
-        """Run requests with at most `concurrency` in flight, yielding outcomes as they finish."""
+    async def stream(self, requests: Sequence[ChatRequest], gate: CallGate | None = None) -> AsyncIterator[CallOutcome]:
+        """Run requests with at most `concurrency` in flight, yielding outcomes as they finish; each is
+        admitted by ``gate`` right before it is sent. Batch mode submits the requests as one batch
+        (re-attached through its journal after a kill) and takes no per-request claims: it would hold
+        one for every request of the batch, for hours."""
         if self.config.mode == "batch":
             for outcome in await self._run_batch(requests):
                 yield outcome
@@ -222,7 +225,8 @@ class OpenAIBackend:
 
         async def worker() -> None:
             for req in pending:
-                await queue.put(await self._call(req))
+                answered = await gate.admit(req) if gate is not None else None
+                await queue.put(answered if answered is not None else await self._call(req))
 
         workers = [asyncio.create_task(worker()) for _ in range(min(self.config.concurrency, len(requests)))]
         try:

@@ -25,7 +25,6 @@ under it, since changed inputs make a different key.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -38,7 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from atomicio import atomic_write_json, publish_directory
+from atomicio import FileLock, atomic_write_json, publish_directory
 
 MANIFEST = "manifest.json"
 WORK_PREFIX = ".work-"  # steps/<kind>/.work-<key>: a step still being written (or killed mid-way)
@@ -59,28 +58,17 @@ class Manifest(BaseModel):
     finished_at: float
 
 
-class StepClaim:
+class StepClaim(FileLock):
     """A process-death-safe claim on one step (see the module docstring): exclusive for the writer
     and for gc, shared for readers of a finished step."""
 
-    def __init__(self, path: Path, shared: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._shared = shared
-
     def acquire(self, block: bool = True) -> bool:
-        try:
-            fcntl.flock(self._fd, (fcntl.LOCK_SH if self._shared else fcntl.LOCK_EX) | (0 if block else fcntl.LOCK_NB))
-        except BlockingIOError:
+        if not super().acquire(block):
             return False
-        if not self._shared:  # who holds it, for a human looking at a stuck run (readers leave it alone)
-            os.ftruncate(self._fd, 0)
-            os.write(self._fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        if not self.shared:  # who holds it, for a human looking at a stuck run (readers leave it alone)
+            os.ftruncate(self.fd, 0)
+            os.write(self.fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         return True
-
-    def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
 
 
 class ArtifactStore:
