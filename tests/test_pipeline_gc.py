@@ -73,3 +73,31 @@ def test_gc_lists_then_removes_only_what_the_matrix_no_longer_needs(smoke_copy: 
     assert "0 entries not needed" in cli("gc", str(smoke_copy)).output
     assert not any(p.name.startswith(".gc-") for p in (run / "steps" / "evaluate").iterdir())
     assert ArtifactStore(run).is_done("evaluate", sorted(all_eval - set(dropped))[0])
+
+
+def test_gc_keeps_a_step_a_running_step_reads_and_deletes_it_once_the_reader_is_done(tmp_path: Path) -> None:
+    """The real gc path (``find_garbage``, then ``delete``) beside a reader holding ``store.reading``
+    on a finished step no plan names any more (as a running train step holds its generated input):
+    listed in use and kept, also when the reader arrives between listing and deleting; removed once
+    the reader is done."""
+    from harness.pipeline.gc import delete, find_garbage
+
+    store = ArtifactStore(tmp_path / "run")
+    key = "cd" * 32
+    work = store.work_dir("generate", key)
+    work.mkdir(parents=True)
+    (work / "examples.jsonl").write_text("{}\n")
+    store.commit("generate", key, label="generate old", code_version="t", params={}, inputs={}, summary={}, seconds=0)
+    step_dir = store.step_dir("generate", key)
+    nothing_needed: dict[str, set[str]] = {}  # the matrix no longer names the step
+
+    with store.reading([("generate", key)]):
+        garbage, busy = find_garbage(store, nothing_needed)
+        assert garbage == [] and busy == [step_dir]
+    garbage, busy = find_garbage(store, nothing_needed)
+    assert [g.path for g in garbage] == [step_dir] and busy == [] and garbage[0].label == "generate old"
+    with store.reading([("generate", key)]):  # a reader starts after the listing, before the deletion
+        assert delete(store, garbage) == 0
+        assert store.is_done("generate", key)
+    assert delete(store, garbage) == garbage[0].size > 0
+    assert not step_dir.exists() and not store.is_done("generate", key)
