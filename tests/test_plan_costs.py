@@ -252,3 +252,54 @@ def test_local_generation_costs_no_dollars_but_time(tmp_path: Path, smoke_data: 
     assert 1.3e8 < params < 1.4e8  # ../shared/NOTES.md: 134.5M
     assert gen["local_llm_hours"] == pytest.approx(gen["output_tokens_max"] / (83.0 * 134.5e6 / params) / 3600)
     assert "local LLM generation (51 calls, $0)" in cli("plan", str(matrix)).output
+
+
+def test_a_train_step_killed_after_a_checkpoint_is_resumable_and_billed_for_the_steps_left(
+        tmp_path: Path, smoke_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny Llama LoRA run of 4 steps (a checkpoint after each) killed right after its step-2
+    checkpoint: ``harness plan`` shows the step ``resumable`` from step 2 and bills the 2 steps left
+    (half the GPU time of a fresh run); the re-run then does resume from step 2."""
+    import trainers.train
+    from harness.pipeline.execute import execute_unit, units
+    from harness.pipeline.planner import build_plan
+    from harness.schema import load_matrix
+    from tests.trainer_fixtures import tiny_llama
+
+    base = tiny_llama(tmp_path / "llama")
+    rows = [{"query": f"q{i}", "positive": f"p{i}", "negatives": [f"n{i}"]} for i in range(8)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    models = (f"models:\n  - name: tuned\n    train:\n      base: {base}\n      mixture: pairs\n"
+              "      recipe: {lora: {r: 4, alpha: 8, dropout: 0.0, target_modules: [q_proj, v_proj]}, batch_size: 4,"
+              " max_steps: 4, save_every: 1, query_max_length: 24, passage_max_length: 32}\n")
+    matrix = _matrix(tmp_path, "mixtures:\n  - name: pairs\n    sources:\n      - {kind: pairs, path: pairs.jsonl}\n",
+                     models=models)
+    fresh = next(s for s in _plan_json(matrix)["steps"] if s["kind"] == "train")
+    assert fresh["status"] == "to run" and fresh["cost"]["steps_left"] == 4 and fresh["cost"]["gpu_hours"] > 0
+
+    class Killed(Exception):
+        pass
+
+    save = trainers.train.save_checkpoint
+
+    def killed_after_step_2(engine, out, step, client):  # type: ignore[no-untyped-def]
+        save(engine, out, step, client)
+        if step == 2:
+            raise Killed("killed after the step-2 checkpoint")
+
+    monkeypatch.setattr(trainers.train, "save_checkpoint", killed_after_step_2)
+    plan = build_plan(load_matrix(matrix), load_data=False)
+    (unit,) = [u for u in units(plan) if u.kind == "train"]
+    (outcome,), _ = execute_unit(unit, plan.context())
+    assert outcome.status == "failed" and "Killed" in (outcome.error or "")
+
+    train = next(s for s in _plan_json(matrix)["steps"] if s["kind"] == "train")
+    assert (train["status"], train["progress"]) == ("resumable", "resumes from its checkpoint at step 2")
+    cost = train["cost"]
+    assert (cost["steps"], cost["steps_done"], cost["steps_left"]) == (4, 2, 2)
+    assert cost["tokens"] == fresh["cost"]["tokens"] // 2 and cost["gpu_hours"] == pytest.approx(fresh["cost"]["gpu_hours"] / 2)
+    assert "2 of 4 steps left (resumes from step 2)" in cost["summary"]
+    assert "[resumable] train tuned" in cli("plan", str(matrix)).output
+
+    monkeypatch.setattr(trainers.train, "save_checkpoint", save)
+    (outcome,), _ = execute_unit(unit, plan.context())
+    assert outcome.status == "done" and outcome.summary["resumed_from"] == 2 and outcome.summary["steps"] == 4

@@ -299,10 +299,8 @@ class TrainKind:
         return None
 
     def progress(self, step: Step, work: Path) -> str | None:
-        from trainers.train import CHECKPOINTS
-
-        done = sorted(int(p.name.split("-")[1]) for p in (work / CHECKPOINTS).glob("step-*") if (p / "complete.json").is_file())
-        return f"resumes from its checkpoint at step {done[-1]}" if done else None
+        done = resumes_from(work)
+        return f"resumes from its checkpoint at step {done}" if done else None
 
     def caches(self, step: Step, ctx: RunContext) -> list[CacheUse]:
         spec: TrainSpec = step.spec
@@ -311,10 +309,24 @@ class TrainKind:
         return [CacheUse("dense-gguf", ctx.caches.dense / "dense", "read-write")] if gguf else []
 
     def estimate(self, step: Step, ctx: RunContext) -> Estimate:
-        return estimate_train(step)
+        return estimate_train(step, done=resumes_from(ctx.work_dir(step)) or 0)
 
 
 KIND = TrainKind()
+
+
+def resumes_from(work: Path) -> int | None:
+    """The step of the newest complete checkpoint a killed try left in ``work`` (None: none).
+
+    The same key means the same recipe and data, so a checkpoint in the step's own work directory
+    always belongs to this training: a re-run trains only the steps after it.
+    """
+    if not work.is_dir():
+        return None
+    from trainers.checkpoints import checkpoints
+
+    found = checkpoints(work)
+    return found[-1][0] if found else None
 
 
 # --- estimate -------------------------------------------------------------------------------------
@@ -416,9 +428,10 @@ def base_params(spec: TrainSpec) -> tuple[float, str] | None:
     return model_params(spec.base, spec.source.parent, gguf_file=spec.gguf_file, revision=spec.revision)
 
 
-def estimate_train(step: Step[TrainSpec]) -> Estimate:
+def estimate_train(step: Step[TrainSpec], *, done: int = 0) -> Estimate:
     """Steps × batch × tokens at every text's max length (an upper bound), at the MFU measured on
-    one H200 for the recipe's settings: 4·N·tokens for LoRA (frozen base), 6·N·tokens for a full fine-tune."""
+    one H200 for the recipe's settings: 4·N·tokens for LoRA (frozen base), 6·N·tokens for a full
+    fine-tune. ``done``: steps a killed try finished (its newest checkpoint); only the rest are counted."""
     from trainers.engine import steps_for
 
     spec: TrainSpec = step.spec
@@ -431,11 +444,14 @@ def estimate_train(step: Step[TrainSpec]) -> Estimate:
     else:
         return Estimate(summary=f"no estimate: {'; '.join(notes)} (set max_steps, or max_examples on the source)",
                         gpu_hours=None, details={"examples": None})
+    left = max(steps - done, 0)
     per_example = cfg.query_max_length + (1 + cfg.hard_negatives) * cfg.passage_max_length
-    tokens = steps * cfg.batch_size * per_example
-    details: dict[str, Any] = {"examples": examples, "examples_approx": approx, "steps": steps, "batch_size": cfg.batch_size,
+    tokens = left * cfg.batch_size * per_example
+    details: dict[str, Any] = {"examples": examples, "examples_approx": approx, "steps": steps, "steps_done": done,
+                               "steps_left": left, "batch_size": cfg.batch_size,
                                "tokens_per_example_max": per_example, "tokens": tokens}
-    head = (f"{steps:,} steps{' (examples approx.)' if approx else ''} × {cfg.batch_size:,} examples × "
+    counted = f"{left:,} of {steps:,} steps left (resumes from step {done})" if done else f"{steps:,} steps"
+    head = (f"{counted}{' (examples approx.)' if approx else ''} × {cfg.batch_size:,} examples × "
             f"≤{per_example:,} tokens = {big(tokens)} tokens")
     size = base_params(spec)
     if size is None:
