@@ -59,11 +59,11 @@ class SqliteBaseline:
                                " FROM calls WHERE key = ?", (key,)).fetchone()
         return CachedResponse(*row) if row else None
 
-    def claim(self, key: str) -> "_NoClaim":
+    def claim(self, key: str) -> _NoClaim:
         return _NoClaim()  # the old store took no per-request claim: its rate is the baseline for their cost
 
     @staticmethod
-    def release(claim: "_NoClaim", *, answered: bool) -> None:
+    def release(claim: _NoClaim, *, answered: bool) -> None:
         pass
 
     def put(self, outcome: CallOutcome, cost_usd: float | None) -> tuple[CachedResponse, bool]:

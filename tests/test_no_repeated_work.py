@@ -185,3 +185,34 @@ def test_a_unit_runs_the_config_it_was_planned_with_not_the_file_as_it_is_now(se
     assert manifest is not None and manifest.params == step.params
     assert manifest.params["generation"]["tasks"]["short-long"]["count"] == 3
     assert _answered(server) == 1 + 3  # one brainstorm and the three planned examples, not seven
+
+
+@pytest.mark.parametrize("setting", ["llm_cache", "HARNESS_LLM_CACHE"])
+def test_llm_cache_and_its_variable_place_the_response_cache(server: FakeOpenAIServer, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+    """``llm_cache:`` (relative to the matrix file) and ``HARNESS_LLM_CACHE`` (which wins over it) are
+    where ``harness plan`` says the generate step's response cache is and where its answers land."""
+    from generators.response_cache import ResponseCache
+    from harness.pipeline.execute import execute_unit, units
+    from harness.pipeline.planner import build_plan
+    from harness.schema import load_matrix
+
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    _write_generation(folder, count=1)
+    matrix = _matrix(folder, folder / "run", train=False)
+    doc = yaml.safe_load(matrix.read_text())
+    matrix.write_text(yaml.safe_dump({**doc, "llm_cache": "../project-llm"}))
+    expected = tmp_path / "project-llm"
+    monkeypatch.delenv("HARNESS_LLM_CACHE", raising=False)
+    if setting == "HARNESS_LLM_CACHE":
+        expected = tmp_path / "user-llm"
+        monkeypatch.setenv("HARNESS_LLM_CACHE", str(expected))
+    (gen,) = [s for s in _plan(matrix)["steps"] if s["kind"] == "generate"]
+    assert gen["caches"] == [{"cache": "llm-responses", "path": str(expected), "mode": "read-write"}]
+    plan = build_plan(load_matrix(matrix), load_data=False)
+    (unit,) = [u for u in units(plan) if u.kind == "generate"]
+    (outcome,), _ = execute_unit(unit, plan.context())
+    assert outcome.status == "done", outcome.error
+    assert len(ResponseCache(expected)) == _answered(server) == 1 + 1  # a brainstorm and one example
+    assert not (folder / "run" / "cache" / "llm").exists()

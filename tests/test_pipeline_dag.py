@@ -263,8 +263,8 @@ _M1 = f"models[1] (name: {TRAINED}).train"
     (_missing_mixture, (), f"{_M1}.mixture", "names no mixture ('nope')", f"use one of: {MIXTURE}"),
     (_recipe_typo, (), f"{_M1}.recipe.learning_rat", "unknown field", "rename it to 'learning_rate'"),
     (_no_hard_negatives, (), f"mixtures[0] (name: {MIXTURE}).sources[1].hard_negatives",
-     f"source 'eli5' has no hard negatives (no negatives column) and its batches would use 1 on every example (1 is "
-     f"the hard_negatives of {_M1}.recipe, the trainer's default)", "set hard_negatives: 0 on this source"),
+     (f"source 'eli5' has no hard negatives (no negatives column) and its batches would use 1 on every example (1 is "
+      f"the hard_negatives of {_M1}.recipe, the trainer's default)"), "set hard_negatives: 0 on this source"),
     (None, ("--executor", "nope"), "--executor", "unknown executor 'nope'", "use one of: local, ray"),
     (None, ("--address", "127.0.0.1:6379"), "--address", "the executor is local", "add '--executor ray'"),
 ], ids=["registry-typo", "missing-generate", "missing-base", "cycle", "missing-mixture", "recipe-typo",

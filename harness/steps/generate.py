@@ -20,12 +20,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import InputError
 from harness.steps.base import GENERATE, CacheUse, Estimate, Step
 from harness.steps.kind import StepRunner
 from harness.steps.context import RunContext
+
+if TYPE_CHECKING:  # for the annotation only: like every kind, this module imports its library where it runs it
+    from generators.config import GenerationConfig
 
 OUTPUT = "output"  # the generator's output folder inside the step directory (examples.jsonl, manifest.json)
 
@@ -33,7 +36,7 @@ OUTPUT = "output"  # the generator's output folder inside the step directory (ex
 @dataclass
 class GenerateSpec:
     name: str  # the matrix entry
-    config: Any  # generators.config.GenerationConfig, validated at plan time
+    config: GenerationConfig  # validated at plan time: what the key was computed from and what runs
     source: Path  # the config file, for messages and provenance only
 
 
