@@ -62,8 +62,9 @@ class TrainingCardFile(_Tolerant):
 
 class MetricsLine(_Tolerant):
     """One line of ``metrics.jsonl``: ``{"kind": "train", "step", "loss", "lr", "seconds", "mfu",
-    "peak_memory_gib", ...}`` (``mfu``/``peak_memory_gib`` null off CUDA) or ``{"kind": "dev", "step",
-    "task", "main_score", "scores"}``; ``step`` is the 1-based optimizer step."""
+    "peak_memory_gib", ...}`` (``mfu``/``peak_memory_gib`` null off CUDA; the trainer's full list is
+    in ``trainers/metrics.py``) or ``{"kind": "dev", "step", "task", "main_score", "scores"}``;
+    ``step`` is the 1-based optimizer step."""
 
     kind: str
     step: int

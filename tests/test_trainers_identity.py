@@ -58,7 +58,7 @@ def test_identity_follows_content_not_paths_or_execution_settings(tmp_path: Path
     assert _identity(apart, moved / "train.yaml", cache) == original
 
     # execution settings: where, how often, on what, with how much memory
-    for change in ({"output": "/somewhere/else"}, {"name": "renamed"}, {"log_every": 7}, {"save_every": 3},
+    for change in ({"output": "/somewhere/else"}, {"name": "renamed"}, {"log_every": 7}, {"save_every": 3}, {"report_to": ["tensorboard"]},
                    {"device": "cuda:1"}, {"mini_batch_size": 2}, {"compile": True}, {"gradient_checkpointing": True},
                    {"uncheckpointed_layers": 1}, {"pooling": "lasttoken"}, {"instructions": "e5"}):
         assert _identity(apart | change, moved / "train.yaml", cache) == original, change

@@ -82,6 +82,10 @@ def test_kill_9_after_first_checkpoint_then_rerun_gives_identical_adapter(tmp_pa
           f"losses {resumed['losses']} vs {reference['losses']}; wall {resumed['wall']:.0f}s")
     assert resumed["resumed_from"] >= killed_at >= 1
     assert resumed["losses"] == reference["losses"]
+    # metrics.jsonl: each step once, whatever the killed run had written past its checkpoint
+    assert [(m["step"], m["loss"], m["lr"], m["grad_norm"]) for m in resumed["metrics"]] == [
+        (m["step"], m["loss"], m["lr"], m["grad_norm"]) for m in reference["metrics"]]
+    assert [m["step"] for m in resumed["metrics"]] == [1, 2, 3, 4, 5]
     for name, tensor in reference["adapter"].items():
         assert torch.equal(tensor, resumed["adapter"][name]), name
     assert set(reference["adapter"]) == set(resumed["adapter"])

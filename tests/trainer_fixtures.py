@@ -156,7 +156,8 @@ def run_training(cfg: dict[str, Any], workdir: Path, name: str, *, nproc: int = 
     """Train ``cfg`` in a subprocess (under torchrun when ``nproc > 1``); losses, state and timing back.
 
     Returns the runner's JSON (``losses``, ``resumed_from``, ...) plus ``trainable`` (the engine's
-    gathered trainable state at the end), ``adapter`` (what the export wrote) and ``wall`` seconds.
+    gathered trainable state at the end), ``adapter`` (what the export wrote), ``metrics`` (the lines
+    of the output's ``metrics.jsonl``) and ``wall`` seconds.
     """
     import time
 
@@ -173,6 +174,8 @@ def run_training(cfg: dict[str, Any], workdir: Path, name: str, *, nproc: int = 
     out["trainable"] = torch.load(str(result) + ".trainable.pt")
     adapter = Path(cfg["output"]) / "model" / "adapter_model.safetensors"
     out["adapter"] = load_file(adapter) if adapter.is_file() else None
+    metrics = Path(cfg["output"]) / "metrics.jsonl"
+    out["metrics"] = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()] if metrics.is_file() else []
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inputio import field_problem, read_yaml_mapping
 from trainers.data.spec import DataSpec
@@ -70,6 +70,16 @@ class TrainConfig(_Strict):
     merge_adapter: bool = False  # export merged weights instead of the LoRA adapter
     device: str = "auto"
     output: str | None = None  # default: runs/train/<name>, relative to the working directory
+    # experiment trackers that receive metrics.jsonl's numbers (trainers.trackers), as HF TrainingArguments.report_to
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(default_factory=list)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker(cls, value: Any) -> Any:
+        """``report_to: tensorboard`` means ``[tensorboard]`` (as in HF TrainingArguments); ``none`` means none."""
+        if value is None or value == "none":
+            return []
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _length(self) -> "TrainConfig":
@@ -91,10 +101,10 @@ class TrainConfig(_Strict):
 
 
 # Where and how a run executes, not what it computes: output location, logging and checkpoint
-# cadence (a resume is exact whatever the cadence), the device, and the memory/speed settings whose
-# loss and gradients are those of the plain full batch (GradCache, gradient checkpointing, compile).
-# Changing them must neither retrain nor block a resume.
-EXECUTION = frozenset({"name", "output", "log_every", "save_every", "device", "mini_batch_size",
+# cadence (a resume is exact whatever the cadence), where metrics are reported, the device, and the
+# memory/speed settings whose loss and gradients are those of the plain full batch (GradCache,
+# gradient checkpointing, compile). Changing them must neither retrain nor block a resume.
+EXECUTION = frozenset({"name", "output", "log_every", "save_every", "report_to", "device", "mini_batch_size",
                        "gradient_checkpointing", "uncheckpointed_layers", "compile"})
 # Hashed by what they point to, not as written: the base model (content, resolved pooling), the
 # miner and the data (file contents).

@@ -54,6 +54,16 @@ def adamw_implementation(params: list[torch.Tensor]) -> dict[str, bool]:
     return {"fused": True} if params and all(p.is_cuda for p in params) else {}
 
 
+def total_grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all gradients together, on the device (no sync), as ``clip_grad_norm_`` computes it."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
 class PlainEngine:
     """Single process or torchrun: torch AdamW, manual gradient averaging, torch.save checkpoints."""
 
@@ -86,13 +96,18 @@ class PlainEngine:
                 p.grad = flat[offset : offset + n].view_as(g).clone()
                 offset += n
 
-    def step(self) -> None:
+    def step(self) -> torch.Tensor:
+        """Average, clip, update; returns the total L2 norm of the averaged gradients before clipping,
+        as a tensor on the device (reading it is the caller's sync to make, once per log window)."""
         self.reduce_gradients()
         if self.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        else:
+            norm = total_grad_norm(self.params)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        return norm
 
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
@@ -153,9 +168,13 @@ class DeepSpeedEngine:
         self.engine.set_gradient_accumulation_boundary(last)
         self.engine.backward(loss, scale_wrt_gas=False)
 
-    def step(self) -> None:
+    def step(self) -> torch.Tensor | float | None:
+        """DeepSpeed's step; returns its global gradient norm before clipping, or None where it computes
+        none (ZeRO 0 in fp32, or ZeRO 1/2 with the norm turned off): recorded as unknown, never invented."""
         self.engine.set_gradient_accumulation_boundary(True)
         self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        return norm.detach().clone() if isinstance(norm, torch.Tensor) else norm  # DeepSpeed may reuse its tensor
 
     def lr(self) -> float:
         return float(self.engine.get_lr()[0])

@@ -13,8 +13,9 @@ hold the optimizer, scheduler and RNG states and are whole or absent (``trainers
 ``kill -9`` at any point then a re-run ends with the adapter an uninterrupted run would have
 produced; and a complete export is done, with or without its checkpoints.
 
-The step loop does not wait for the device: the loss stays there and is read at logging and
-checkpoint steps only.
+The step loop does not wait for the device: the loss and gradient norm stay there and are read
+at logging and checkpoint steps only, when they go to ``metrics.jsonl`` (``trainers.metrics``),
+the trackers of ``report_to`` (``trainers.trackers``) and the progress display (``trainers.progress``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +47,11 @@ from trainers.export import MODEL_DIR, export_model
 from trainers.gradcache import ContrastiveBatch, contrastive_step
 from trainers.identity import frozen_dtype, training_identity, uses_e5
 from trainers.loss import global_mean, world
+from trainers.metrics import METRICS_FILE, MetricsWriter, StepMetrics, flops_per_token
+from trainers.progress import TrainProgress
 from trainers.reference import ModelReferenceError, locate_model
 from trainers.templates import format_query
+from trainers.trackers import Trackers, check_trackers, open_trackers
 
 CONFIG_FILE = "train_config.json"
 MIXTURE_FILE = "data/mixture.jsonl"
@@ -154,6 +157,7 @@ def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Pat
     ``cache/``); by default :func:`standalone_cache_dir`.
     """
     out = output.resolve() if output else default_output(config, config_path)
+    check_trackers(config.report_to, config_path)
     if config.precision == "fp16" and config.deepspeed is None:
         raise TrainInputError(config_path, "precision", "fp16 needs loss scaling, which the plain engine does not do",
                               "use precision: bf16, or fp16 together with deepspeed:")
@@ -241,17 +245,6 @@ def _batch_texts(examples: list[Any], k: int, use_e5: bool) -> tuple[list[str], 
     return queries, docs, [bool(e.in_batch_negatives) for e in examples]
 
 
-def _allocator_retries(device: torch.device) -> str:
-    """On CUDA, how often the caching allocator had to free its cache and retry (each retry
-    synchronises the device): the usual cause of a step time that jumps from one step to the next
-    when memory is nearly full and batch shapes vary. Shown only when it happened; the remedy is
-    ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` or fewer kept blocks."""
-    if device.type != "cuda":
-        return ""
-    retries = int(torch.cuda.memory_stats(device).get("num_alloc_retries", 0))
-    return f"  allocator retries {retries}" if retries else ""
-
-
 def _done(model_dir: Path, identity: str, total_steps: int) -> dict[str, Any] | None:
     """The card of a complete export of this training (checkpoints or not), else None."""
     try:
@@ -307,6 +300,7 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
         return TrainResult(model_dir=model_dir, steps=total_steps, losses=list(card.get("losses") or []),
                            seconds=time.time() - started, resumed_from=total_steps)
 
+    model_flops_per_token = flops_per_token(prep.encoder, lora=cfg.lora is not None)  # before ZeRO-3 partitions it
     engine: PlainEngine | DeepSpeedEngine
     common = dict(lr=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
                   total_steps=total_steps, max_grad_norm=cfg.max_grad_norm)
@@ -324,14 +318,6 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
             autocast = contextlib.nullcontext
 
     losses: list[float] = []
-    pending: list[torch.Tensor] = []  # this window's losses, still on the device
-
-    def read_losses() -> list[float]:
-        if pending:  # one device-to-host sync for the whole window
-            losses.extend(float(v) for v in torch.stack(pending).cpu().tolist())
-            pending.clear()
-        return losses
-
     start_step = 0
     found = checkpoints(out)
     if found:
@@ -340,36 +326,57 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
         load_rng(latest, rank)
         losses = list(client.get("losses", []))
     resumed_from = start_step
-    prep.encoder.train()
-    window_t, window_n, window_tokens = time.time(), 0, 0
-    for step in range(start_step, total_steps):
-        source, examples = mixture.batch(step, global_batch, cfg.seed)
-        local = examples[rank * local_batch : (rank + 1) * local_batch]
-        queries, docs, in_batch = _batch_texts(local, negatives[source], prep.use_e5)
-        batch = ContrastiveBatch(queries=prep.encoder.tokenize(queries, cfg.query_max_length),
-                                 documents=prep.encoder.tokenize(docs, cfg.passage_max_length),
-                                 in_batch=torch.tensor(in_batch))
-        loss = contrastive_step(engine.forward, batch, engine.backward, temperature=cfg.temperature,
-                                mini_batch_size=cfg.mini_batch_size, device=device, autocast=autocast)
-        engine.step()
-        pending.append(global_mean(loss))
-        window_n += global_batch
-        # real (unpadded) tokens of this process's batch, counted on the host: sources differ in text
-        # length, so examples/s swings from one source's batch to the next; tokens/s does not
-        window_tokens += int(batch.queries["attention_mask"].sum()) + int(batch.documents["attention_mask"].sum())
-        done = step + 1
-        if progress and rank == 0 and (done % cfg.log_every == 0 or done == total_steps):
-            last = read_losses()[-1]
-            seconds = max(time.time() - window_t, 1e-9)
-            print(f"step {done}/{total_steps}  loss {last:.4f}  lr {engine.lr():.2e}  {window_n / seconds:.1f} examples/s  "
-                  f"{window_tokens * size / seconds:.0f} tokens/s{_allocator_retries(device)}  [{source}]",
-                  file=sys.stderr, flush=True)
-            window_t, window_n, window_tokens = time.time(), 0, 0
-        if done % cfg.save_every == 0 or done == total_steps:
-            save_checkpoint(engine, out, done, {"losses": read_losses(), "step": done})
+    recorder = StepMetrics(device, global_batch=global_batch, flops_per_token=model_flops_per_token, world_size=size)
+    with contextlib.ExitStack() as stack:
+        # rank 0 reports; metrics.jsonl is trimmed to the checkpoint resumed from before it is appended to
+        writer = MetricsWriter(out / METRICS_FILE, start_step) if rank == 0 else None
+        if writer is not None:
+            stack.callback(writer.close)
+        trackers = (open_trackers(cfg.report_to, out, start_step=start_step, run_name=cfg.name or out.name,
+                                  config={"identity": prep.identity, **cfg.recipe()})
+                    if rank == 0 else Trackers([]))
+        stack.callback(trackers.close)
+        bar = TrainProgress(enabled=progress and rank == 0, total=total_steps, start=start_step,
+                            global_batch=global_batch, device=device)
+        stack.callback(bar.close)
+
+        def flush() -> None:
+            """The window's metrics, read from the device with one sync, to every place they go."""
+            lines = recorder.flush()
+            losses.extend(line["loss"] for line in lines)
+            if writer is not None:
+                writer.write(lines)
+                trackers.log(lines)
+                bar.add(lines)
+
+        prep.encoder.train()
+        for step in range(start_step, total_steps):
+            started = time.perf_counter()
+            source, examples = mixture.batch(step, global_batch, cfg.seed)
+            local = examples[rank * local_batch : (rank + 1) * local_batch]
+            queries, docs, in_batch = _batch_texts(local, negatives[source], prep.use_e5)
+            batch = ContrastiveBatch(queries=prep.encoder.tokenize(queries, cfg.query_max_length),
+                                     documents=prep.encoder.tokenize(docs, cfg.passage_max_length),
+                                     in_batch=torch.tensor(in_batch))
+            lr = engine.lr()  # the rate this step's update uses (the scheduler moves on inside step())
+            loss = contrastive_step(engine.forward, batch, engine.backward, temperature=cfg.temperature,
+                                    mini_batch_size=cfg.mini_batch_size, device=device, autocast=autocast)
+            grad_norm = engine.step()
+            # real (unpadded) tokens of this process's batch, counted on the host from the masks
+            tokens = int(batch.queries["attention_mask"].sum()) + int(batch.documents["attention_mask"].sum())
+            done = step + 1
+            recorder.add(step=done, loss=global_mean(loss), grad_norm=grad_norm, lr=lr, tokens=tokens, started=started,
+                         source=source)
+            bar.step()
+            logging, saving = done % cfg.log_every == 0 or done == total_steps, done % cfg.save_every == 0 or done == total_steps
+            if logging or saving:  # a checkpoint only after its steps' metrics are on disk
+                flush()
+            if logging:
+                bar.log()
+            if saving:
+                save_checkpoint(engine, out, done, {"losses": losses, "step": done})
 
     trainable = engine.trainable_state()
-    losses = read_losses()
     if rank == 0:
         execution = prep.execution.as_dict() if prep.execution else {}
         card = {

@@ -19,7 +19,7 @@ from harness.cli.app import EXIT_BAD_INPUT, _prepare_environment, app
 def train(
     config: Annotated[Path, typer.Argument(help="Training config YAML (see examples/train-scifact-minilm.yaml and docs/training.md).")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Training directory (default: config 'output:' or runs/train/<name>). Re-running resumes.")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No per-step log lines.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar or per-window log lines (metrics.jsonl is written either way).")] = False,
 ) -> None:
     """LoRA/contrastive training with the E5 recipe; writes a sentence-transformers model directory."""
     _prepare_environment()

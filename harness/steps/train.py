@@ -261,11 +261,18 @@ class TrainKind:
 
     def plan(self, spec: TrainSpec, *, base_identity: str, mixture: PlannedMixture, field_name: str) -> Step[TrainSpec]:
         """The train step of one matrix entry; the recipe is validated against the trainer's schema now."""
+        from trainers.errors import TrainInputError
+        from trainers.trackers import check_trackers
+
         try:
             cfg = build_config(spec, None, validate_only=True)
         except ValidationError as exc:
             raise recipe_error(spec.source, field_name, exc) from None
         check_negatives(cfg, spec, mixture, field_name)
+        try:  # a tracker that is not installed fails the plan, not the train step hours later
+            check_trackers(cfg.report_to, spec.source)
+        except TrainInputError as exc:
+            raise InputError(spec.source, f"{field_name}.report_to", exc.problem, exc.fix) from None
         recipe_params = cfg.model_dump(mode="json", exclude=NOT_RECIPE)
         if cfg.miner is not None:  # the model that mines hard negatives, by what it is, not where
             from harness.evaluation.models.identity import model_identity
