@@ -68,6 +68,13 @@ class TrainConfig(_Strict):
     save_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     merge_adapter: bool = False  # export merged weights instead of the LoRA adapter
+    # Dev score during training (trainers.dev): every eval_every steps (and at the last) the model in
+    # training is scored on eval_task by the caller's scorer (``harness train`` / ``harness run``: a
+    # matrix task entry, scored by the same code as ``harness run``). It changes nothing exported
+    # unless select_best, which exports the weights of the best dev score (and so enters the identity).
+    eval_every: int | None = Field(None, ge=1)
+    eval_task: dict[str, Any] | None = None
+    select_best: bool = False
     device: str = "auto"
     output: str | None = None  # default: runs/train/<name>, relative to the working directory
     # experiment trackers that receive metrics.jsonl's numbers (trainers.trackers), as HF TrainingArguments.report_to
@@ -89,6 +96,14 @@ class TrainConfig(_Strict):
             raise ValueError("give either max_steps or epochs, not both")
         if self.mini_batch_size and self.mini_batch_size > self.batch_size:
             raise ValueError("mini_batch_size must not exceed batch_size")
+        if (self.eval_every is None) != (self.eval_task is None):
+            raise ValueError("eval_every and eval_task go together: give both (a dev score every N steps on that task) "
+                             "or neither")
+        if self.select_best and self.eval_every is None:
+            raise ValueError("select_best needs a dev score: add eval_every and eval_task")
+        if self.eval_every is not None and self.deepspeed is not None and self.deepspeed.stage == 3:
+            raise ValueError("a dev score during training runs on one process, and ZeRO-3 partitions the weights over all "
+                             "of them: use deepspeed stage 0-2, or drop eval_every")
         if self.batch_size == 1 and self.hard_negatives == 0:
             raise ValueError("batch_size 1 with hard_negatives 0 gives each query one candidate, its own positive: the loss "
                              "is constant and nothing trains; raise batch_size (in-batch negatives) or hard_negatives")
@@ -105,7 +120,7 @@ class TrainConfig(_Strict):
 # memory/speed settings whose loss and gradients are those of the plain full batch (GradCache,
 # gradient checkpointing, compile). Changing them must neither retrain nor block a resume.
 EXECUTION = frozenset({"name", "output", "log_every", "save_every", "report_to", "device", "mini_batch_size",
-                       "gradient_checkpointing", "uncheckpointed_layers", "compile"})
+                       "gradient_checkpointing", "uncheckpointed_layers", "compile", "eval_every", "eval_task"})
 # Hashed by what they point to, not as written: the base model (content, resolved pooling), the
 # miner and the data (file contents).
 BY_CONTENT = frozenset({"base_model", "gguf_file", "revision", "miner", "pooling", "data"})

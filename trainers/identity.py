@@ -49,15 +49,20 @@ def frozen_dtype(config: TrainConfig) -> str:
     return "bfloat16" if config.precision == "bf16" and config.lora is not None else "float32"
 
 
-def training_identity(config: TrainConfig, base: BaseModel, data: list[dict[str, Any]], miner: BaseModel | None) -> str:
+def training_identity(config: TrainConfig, base: BaseModel, data: list[dict[str, Any]], miner: BaseModel | None,
+                      dev: str | None = None) -> str:
     """sha256 over the recipe, the base and the data by content (see the module docstring).
 
     ``data`` is ``trainers.data.content.data_content``'s entries; ``miner`` the mining model when
-    negatives are mined with a model other than the base (None otherwise).
+    negatives are mined with a model other than the base (None otherwise). ``dev`` is the dev
+    scorer's content identity; it counts only with ``select_best`` (then the exported weights are
+    the best dev step's, so the dev task and ``eval_every`` decide them).
     """
     recipe = config.recipe() | {"instructions": "e5" if uses_e5(config, base) else "none"}
     blob = {"version": VERSION, "recipe": recipe, "base": _model(base), "data": data,
             "miner": _model(miner) if miner is not None else None}
+    if config.select_best:
+        blob["dev"] = {"every": config.eval_every, "scorer": dev}
     if frozen_dtype(config) != "float32":
         blob["frozen_dtype"] = frozen_dtype(config)
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode("utf-8")).hexdigest()

@@ -71,6 +71,15 @@ class TrainProgress:
               f"{f'  allocator retries {retries}' if retries else ''}  [{last['source']}]",
               file=self.stream, flush=True)
 
+    def note(self, text: str) -> None:
+        """A one-off line (a dev score): above the bar on a terminal, a plain line otherwise."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

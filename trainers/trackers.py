@@ -47,6 +47,9 @@ def check_trackers(names: list[str], config_path: Path | None) -> None:
 
 def scalars(line: dict[str, Any]) -> dict[str, float]:
     """A metrics line's numbers as tracker scalars (``train/<field>``); null and non-finite ones are left out."""
+    if line.get("kind") == "dev":  # a dev score: one scalar per task, beside the training curves
+        value = line.get("main_score")
+        return {f"dev/{line.get('task') or 'dev'}": float(value)} if isinstance(value, (int, float)) and math.isfinite(value) else {}
     return {f"train/{k}": float(line[k]) for k in SCALARS
             if isinstance(line.get(k), (int, float)) and math.isfinite(line[k])}
 

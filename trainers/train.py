@@ -38,6 +38,7 @@ from trainers.backbone import (BaseModel, add_lora, compile_layers, decoder_laye
 from trainers.checkpoints import checkpoints, load_rng, remove_abandoned, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.data.content import data_content
+from trainers.dev import BestWeights, DevScorer, dev_line
 from trainers.data.mixture import Mixture, build_mixture, check_negatives_possible, negatives_per_source
 from trainers.encoder import TextEncoder
 from trainers.engine import DeepSpeedEngine, PlainEngine, steps_for
@@ -73,6 +74,7 @@ class Prepared:
     cache_dir: Path | None = None
     miner: BaseModel | None = None  # the mining model when it is not the base and negatives are mined
     execution: Execution | None = None
+    dev_scorer: DevScorer | None = None  # scores the model every eval_every steps (trainers.dev)
 
 
 @dataclass
@@ -134,7 +136,8 @@ def _resolve_model(ref: str, *, gguf_file: str | None, pooling: str, revision: s
                         field=field_name, revision=revision)
 
 
-def identify(config: TrainConfig, *, config_path: Path | None, cache_dir: Path) -> tuple[str, BaseModel, BaseModel | None]:
+def identify(config: TrainConfig, *, config_path: Path | None, cache_dir: Path,
+             dev: str | None = None) -> tuple[str, BaseModel, BaseModel | None]:
     """(training identity, base, miner if negatives are mined with one): what an output folder of
     this config holds, by content (``trainers.identity``). Reads files, loads no weights; a GGUF
     base's dense copy is built in ``cache_dir`` if missing."""
@@ -146,25 +149,31 @@ def identify(config: TrainConfig, *, config_path: Path | None, cache_dir: Path) 
     if config.miner is not None and mines:
         miner = _resolve_model(config.miner, gguf_file=None, pooling="auto", revision=None, field_name="miner",
                                base_dir=base_dir, cache_dir=cache_dir, config_path=config_path)
-    return training_identity(config, base, data, miner), base, miner
+    return training_identity(config, base, data, miner, dev), base, miner
 
 
 def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Path | None = None,
-            cache_dir: Path | None = None) -> Prepared:
+            cache_dir: Path | None = None, dev_scorer: DevScorer | None = None) -> Prepared:
     """Validate everything that can be validated and load the model; writes nothing but caches.
 
     ``cache_dir`` receives the dense copy of a GGUF base (the harness passes its run folder's
-    ``cache/``); by default :func:`standalone_cache_dir`.
+    ``cache/``); by default :func:`standalone_cache_dir`. ``dev_scorer`` scores the model every
+    ``eval_every`` steps (``trainers.dev``); a config with ``eval_every`` needs one.
     """
     out = output.resolve() if output else default_output(config, config_path)
     check_trackers(config.report_to, config_path)
+    if config.eval_every is not None and dev_scorer is None:
+        raise TrainInputError(config_path, "eval_every", "a dev score during training needs a scorer for eval_task, and "
+                              "none was given", "run it with 'harness train' or 'harness run' (they score eval_task), "
+                              "or pass dev_scorer= to trainers.train.prepare")
     if config.precision == "fp16" and config.deepspeed is None:
         raise TrainInputError(config_path, "precision", "fp16 needs loss scaling, which the plain engine does not do",
                               "use precision: bf16, or fp16 together with deepspeed:")
     # before any data is read or mined: a source that cannot give hard_negatives per example
     check_negatives_possible(config.data, config_path.parent if config_path else Path.cwd(), config.hard_negatives, config_path)
     cache = cache_dir or standalone_cache_dir(out)
-    identity, base, miner = identify(config, config_path=config_path, cache_dir=cache)
+    identity, base, miner = identify(config, config_path=config_path, cache_dir=cache,
+                                     dev=dev_scorer.identity if dev_scorer is not None else None)
     check_output(out, identity, config_path)
     tokenizer = load_tokenizer(base, config_path)
     torch.manual_seed(config.seed)
@@ -180,7 +189,7 @@ def prepare(config: TrainConfig, *, config_path: Path | None = None, output: Pat
         compile_layers(backbone)
     encoder = TextEncoder(backbone, tokenizer, base.pooling, base.normalize)
     return Prepared(config, config_path, out, base, encoder, uses_e5(config, base), device, identity=identity,
-                    cache_dir=cache, miner=miner, execution=execution)
+                    cache_dir=cache, miner=miner, execution=execution, dev_scorer=dev_scorer)
 
 
 def mining_encoder(prep: Prepared) -> TextEncoder:
@@ -340,6 +349,8 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
                             global_batch=global_batch, device=device)
         stack.callback(bar.close)
 
+        best = BestWeights(out, start_step) if cfg.select_best and rank == 0 else None
+
         def flush() -> None:
             """The window's metrics, read from the device with one sync, to every place they go."""
             lines = recorder.flush()
@@ -369,14 +380,26 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
                          source=source)
             bar.step()
             logging, saving = done % cfg.log_every == 0 or done == total_steps, done % cfg.save_every == 0 or done == total_steps
-            if logging or saving:  # a checkpoint only after its steps' metrics are on disk
+            evaluating = cfg.eval_every is not None and (done % cfg.eval_every == 0 or done == total_steps)
+            if logging or saving or evaluating:  # a checkpoint only after its steps' metrics are on disk
                 flush()
             if logging:
                 bar.log()
+            if evaluating:  # after the step's train line, before its checkpoint (trainers.dev)
+                if rank == 0 and prep.dev_scorer is not None:
+                    line = dev_line(prep.dev_scorer, prep.encoder, done, use_e5=prep.use_e5)
+                    if writer is not None:
+                        writer.write([line])
+                    trackers.log([line])
+                    bar.note(f"step {done}/{total_steps}  dev {line['task']} main score {line['main_score']}")
+                    if best is not None:
+                        best.offer(line, engine.trainable_state)
+                if size > 1:
+                    dist.barrier()
             if saving:
                 save_checkpoint(engine, out, done, {"losses": losses, "step": done})
 
-    trainable = engine.trainable_state()
+    trainable = best.weights() if best is not None else engine.trainable_state()
     if rank == 0:
         execution = prep.execution.as_dict() if prep.execution else {}
         card = {
@@ -389,6 +412,9 @@ def train(config: TrainConfig, *, config_path: Path | None = None, output: Path 
                                | {"pooling": prep.base.pooling, "instructions": "e5" if prep.use_e5 else "none",
                                   "frozen_dtype": frozen_dtype(cfg)},
             "config_identity": prep.identity, **(provenance or {}),
+            **({"dev": {"task": prep.dev_scorer.task, "every": cfg.eval_every, "select_best": cfg.select_best,
+                        **({"selected_step": best.step, "selected_score": best.score} if best is not None else {})}}
+               if cfg.eval_every is not None and prep.dev_scorer is not None else {}),
         }
         instructions = {}
         for name, exs in mixture.sources.items():

@@ -1,7 +1,7 @@
 """``harness train CONFIG``: the trainer library behind the harness's exit-code contract.
 
 The logic lives in ``trainers`` (usable without the harness); this module only maps its
-``TrainInputError`` to exit code 2 and adds the harness's provenance (package versions, git
+input errors (the trainer's, and the harness's for a recipe's ``eval_task``) to exit code 2 and adds the harness's provenance (package versions, git
 commit) to the model card, which ``trainers`` cannot compute itself without importing ``harness``.
 """
 
@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness.cli.app import EXIT_BAD_INPUT, _prepare_environment, app
+from harness.cli.app import _bad_input, _prepare_environment, app
+from inputio import InputProblem
 
 
 @app.command()
@@ -23,22 +24,22 @@ def train(
 ) -> None:
     """LoRA/contrastive training with the E5 recipe; writes a sentence-transformers model directory."""
     _prepare_environment()
+    from harness.evaluation.dev_scorer import dev_scorer_for
     from harness.provenance import environment
     from harness.third_party_output import progress_bars_hidden
     from trainers.config import load_train_config
-    from trainers.errors import TrainInputError
     from trainers.train import prepare
     from trainers.train import train as run_train
 
     try:
         with progress_bars_hidden(no_progress):
             cfg = load_train_config(config)
-            prepared = prepare(cfg, config_path=config.resolve(), output=output)
+            scorer = dev_scorer_for(cfg, source=config.resolve())  # a bad eval_task fails here, before any training
+            prepared = prepare(cfg, config_path=config.resolve(), output=output, dev_scorer=scorer)
             result = run_train(cfg, config_path=config.resolve(), prepared=prepared, provenance=environment(),
                                progress=not no_progress)
-    except TrainInputError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except InputProblem as exc:  # the trainer's input errors, and the harness's (a recipe's eval_task)
+        _bad_input(exc)
     final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
     typer.echo(f"trained {result.steps} steps in {result.seconds:.0f} s (final loss {final}{resumed}) -> {result.model_dir}")

@@ -25,6 +25,13 @@ RETRIEVAL_LIKE_TYPES = frozenset({"Retrieval", "Reranking", "InstructionRetrieva
 Mode = Literal["e5", "none", "model-prompts"]
 
 
+def as_override(instr: Any) -> dict[str, str]:
+    """A matrix instruction (a string, or ``{query, document}``) as the policy's per-side overrides."""
+    if isinstance(instr, str):
+        return {"all": instr}
+    return {k: v for k, v in instr.model_dump().items() if v is not None}
+
+
 def is_retrieval_like(task_type: str) -> bool:
     return task_type in RETRIEVAL_LIKE_TYPES
 

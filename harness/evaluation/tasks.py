@@ -123,9 +123,14 @@ def _read_local(rt: ResolvedTask) -> dict[str, Any]:
 
 
 def resolve_task(spec: TaskSpec, loaded: LoadedMatrix, index: int) -> ResolvedTask:
-    """Validate one task entry against mteb's registry and the local folder; load nothing yet."""
-    src = loaded.path
-    where = f"tasks[{index}] (name: {spec.name})"
+    """Validate one task entry of a matrix against mteb's registry and the local folder; load nothing yet."""
+    return resolve_task_at(spec, source=loaded.path, where=f"tasks[{index}] (name: {spec.name})")
+
+
+def resolve_task_at(spec: TaskSpec, *, source: Path, where: str) -> ResolvedTask:
+    """:func:`resolve_task` for an entry anywhere in a file (a recipe's ``eval_task`` too): relative
+    ``data:`` resolves against ``source``'s folder, and errors name ``source`` and ``where``."""
+    src = source
     try:
         probe = get_task(spec.name)
     except (KeyError, ValueError):
@@ -146,7 +151,8 @@ def resolve_task(spec: TaskSpec, loaded: LoadedMatrix, index: int) -> ResolvedTa
     data_dir: Path | None = None
     skipped: list[str] = []
     if spec.data is not None:
-        data_dir = loaded.resolve(spec.data)
+        data_dir = spec.data.expanduser()
+        data_dir = data_dir if data_dir.is_absolute() else (source.parent / data_dir).resolve()
         if not data_dir.is_dir():
             raise InputError(src, f"{where}.data", f"data folder {data_dir} does not exist",
                              "fix the path (relative to the matrix file) or remove 'data:' to load from the hub")

@@ -75,18 +75,28 @@ def _external(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
 
 
 def _recipe(spec: ModelSpec, where: str, loaded: LoadedMatrix) -> dict[str, Any]:
+    """The recipe as a mapping, its one path (``eval_task.data``) made absolute: relative to the
+    recipe file when the recipe is a file, else to the matrix file."""
     from inputio import read_yaml_mapping
 
     recipe = spec.train.recipe  # type: ignore[union-attr]
     if recipe is None:
         return {}
     if isinstance(recipe, dict):
-        return dict(recipe)
+        return _absolute_eval_data(dict(recipe), loaded.base_dir)
     path = loaded.resolve(recipe)
     if not path.is_file():
         raise InputError(loaded.path, f"{where}.train.recipe", f"recipe file {path} does not exist",
                          "fix the path (relative to the matrix file), or write the recipe inline as a mapping")
-    return read_yaml_mapping(path, InputError, "a recipe is a training config without base_model/data (docs/training.md)")
+    return _absolute_eval_data(read_yaml_mapping(path, InputError, "a recipe is a training config without base_model/data "
+                                                 "(docs/training.md)"), path.parent)
+
+
+def _absolute_eval_data(recipe: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    task = recipe.get("eval_task")
+    if isinstance(task, dict) and isinstance(task.get("data"), str) and not Path(task["data"]).expanduser().is_absolute():
+        recipe["eval_task"] = {**task, "data": str((base_dir / task["data"]).resolve())}
+    return recipe
 
 
 class _ModelPlanner:
@@ -263,16 +273,12 @@ def _expand_tasks(loaded: LoadedMatrix, notes: list[str]) -> list[tuple[int, Tas
 
 # --- evaluation -----------------------------------------------------------------------------------
 
-def _as_override(instr: Any) -> dict[str, str]:
-    if isinstance(instr, str):
-        return {"all": instr}
-    return {k: v for k, v in instr.model_dump().items() if v is not None}
-
-
 def instruction_overrides(tasks: list[ResolvedTask], spec: ModelSpec) -> dict[str, dict[str, str]]:
     """Task-level overrides, then the model entry's own (which win)."""
-    out = {rt.name: _as_override(rt.spec.instruction) for rt in tasks if rt.spec.instruction is not None}
-    out.update({name: _as_override(instr) for name, instr in spec.task_instructions.items()})
+    from harness.evaluation.instructions import as_override
+
+    out = {rt.name: as_override(rt.spec.instruction) for rt in tasks if rt.spec.instruction is not None}
+    out.update({name: as_override(instr) for name, instr in spec.task_instructions.items()})
     return out
 
 

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from trainers.config import EXECUTION
 
 from harness.errors import InputError
+from harness.evaluation.dev_scorer import dev_scorer_for
 from harness.schema import LoadedMatrix, MixtureSpec
 from harness.steps.base import TRAIN, CacheUse, Estimate, Step
 from harness.steps.kind import StepRunner
@@ -274,6 +275,9 @@ class TrainKind:
         except TrainInputError as exc:
             raise InputError(spec.source, f"{field_name}.report_to", exc.problem, exc.fix) from None
         recipe_params = cfg.model_dump(mode="json", exclude=NOT_RECIPE)
+        scorer = dev_scorer_for(cfg, source=spec.source, field=f"{field_name}.eval_task")  # checked now, not hours later
+        if cfg.select_best and scorer is not None:  # the export is the best dev step's: the dev task decides it
+            recipe_params["dev"] = {"every": cfg.eval_every, "scorer": scorer.identity}
         if cfg.miner is not None:  # the model that mines hard negatives, by what it is, not where
             from harness.evaluation.models.identity import model_identity
             from harness.evaluation.models.reference import resolve_reference
@@ -293,7 +297,8 @@ class TrainKind:
             spec: TrainSpec = step.spec
             cfg = build_config(spec, ctx.step_dir)
             start = time.monotonic()
-            prepared = prepare(cfg, config_path=spec.source, output=work, cache_dir=ctx.caches.dense)
+            prepared = prepare(cfg, config_path=spec.source, output=work, cache_dir=ctx.caches.dense,
+                               dev_scorer=dev_scorer_for(cfg, source=spec.source))
             result = train(cfg, config_path=spec.source, prepared=prepared,
                            provenance={**ctx.environment, "train_step_key": step.key}, progress=ctx.show_progress)
             discard_checkpoints(work)  # whole or absent: a kill here costs no training step (the export says done)
