@@ -51,6 +51,34 @@ def test_bad_device_fails_before_anything_is_written(tmp_path: Path, smoke_copy:
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--devices", "gpu,cpu"], "--devices: 'gpu' is not a torch device"),
+    (["--devices", "cpu,,cpu"], "--devices: 'cpu,,cpu' has an empty entry"),
+    (["--devices", "cpu,cpu", "--device", "cpu"], "--devices: --device and --devices are both given"),
+    (["--devices", "cpu,cpu", "--executor", "ray"], "--devices: the Ray executor gives each evaluate unit one GPU"),
+    (["--devices", "cuda:0,cuda:1"], "--devices: 'cuda:0' requested but this torch has no usable CUDA device"),
+])
+def test_bad_devices_fail_before_anything_is_written(tmp_path: Path, smoke_copy: Path, args: list[str], message: str) -> None:
+    import torch
+
+    if "cuda:0,cuda:1" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = cli("run", str(smoke_copy), *args, "--no-progress")
+    assert result.exit_code == 2 and message in _one_error_line(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_devices_than_gpus(tmp_path: Path, smoke_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    result = cli("run", str(smoke_copy), "--devices", "cuda:0,cuda:1,cuda:2", "--no-progress")
+    assert result.exit_code == 2
+    assert "--devices: 'cuda:2' requested but only 2 CUDA device(s) exist" in _one_error_line(result.output)
+    assert "use cuda:0 .. cuda:1" in result.output and not (tmp_path / "run").exists()
+
+
 def test_report_and_gate_outputs_that_are_folders(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run")
     folder = tmp_path / "out"

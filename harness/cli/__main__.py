@@ -2,4 +2,5 @@
 
 from harness.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned worker (--devices) imports the parent's main module
+    main()

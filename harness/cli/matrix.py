@@ -123,20 +123,26 @@ ExecutorOpt = Annotated[str, typer.Option("--executor", help="local | ray")]
 @app.command()
 def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = None,
         device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda:0 (default: auto).")] = None,
+        devices: Annotated[Optional[str], typer.Option(
+            "--devices", help="Several torch devices, e.g. cuda:0,cuda:1: each evaluation's encoding is spread over one "
+            "worker process per device (same scores and caches as one device).")] = None,
         executor: ExecutorOpt = "local",
         address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local one).")] = None,
         jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Local executor: independent units run at once.")] = 1,
         no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")] = False) -> None:
     """Run a matrix: every missing generate, train and evaluate step; finished steps are reused."""
     _prepare_environment()
-    from harness.pipeline.preflight import check_device, check_executor
+    from harness.pipeline.preflight import check_device, check_devices, check_executor
 
     try:
         check_device(device)
         check_executor(executor, address)
+        pool = check_devices(devices, device=device, executor=executor)
         p = _load_plan(file, example, output)
     except InputError as exc:
         _bad_input(exc)
+    if len(pool) == 1:  # one device is exactly --device: encoded here, no worker
+        device, pool = pool[0], ()
     _echo_data_notes(p)
     _echo_plan_notes(p)
     from harness.third_party_output import progress_bars_hidden
@@ -152,7 +158,7 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
         else:
             from harness.pipeline.local import run_plan
 
-            report = run_plan(p, show_progress=not no_progress, device=device, jobs=jobs)
+            report = run_plan(p, show_progress=not no_progress, device=device, devices=pool, jobs=jobs)
     _echo_outcomes(report)
     typer.echo(f"results: {p.output / 'results'}")
     raise typer.Exit(EXIT_FAILED if report.failed else EXIT_OK)
@@ -175,7 +181,16 @@ def _echo_outcomes(report: Any) -> None:
     counts = {k: sum(o.kind == k and o.status == "done" for o in report.outcomes) for k in ("generate", "train", "evaluate")}
     texts = sum(v.get("texts_encoded", 0) for k, v in report.encode_stats.items() if not k.startswith("_"))
     typer.echo(f"ran {counts['generate']} generate, {counts['train']} train, {counts['evaluate']} evaluate step(s); "
-               f"{texts} text(s) encoded")
+               f"{texts} text(s) encoded{_per_device(report.encode_stats)}")
+
+
+def _per_device(encode_stats: dict[str, Any]) -> str:
+    """`` (cuda:0 512, cuda:1 498)``: what each --devices worker encoded, over every model; empty without workers."""
+    totals: dict[int, list[Any]] = {}
+    for name, stats in encode_stats.items():
+        for i, worker in enumerate([] if name.startswith("_") else stats.get("devices", [])):
+            totals.setdefault(i, [worker["device"], 0])[1] += worker["texts_encoded"]
+    return f" ({', '.join(f'{d} {n}' for d, n in totals.values())})" if totals else ""
 
 
 @app.command("ls")

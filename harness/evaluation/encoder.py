@@ -4,11 +4,17 @@ mteb calls ``encode(DataLoader, task_metadata=..., prompt_type=...)`` once per t
 and side. This encoder resolves the exact prefix for that call, looks every text up in the shared
 cache, and sends only the misses (deduplicated) to the model. That is what makes a warm re-run
 free and lets one corpus serve any number of query instructions.
+
+The misses go to the model in chunks of :func:`miss_batch` texts; an embedder that spreads chunks
+over several devices (:class:`harness.evaluation.device_pool.DevicePool`) encodes them side by side
+and hands each back as it finishes. Either way this process alone writes the cache.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -18,33 +24,23 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 
 from harness.evaluation.embedding_cache import CacheWriter, EmbeddingCache, cache_key
 from harness.evaluation.instructions import InstructionPolicy
-from harness.evaluation.models.base import Embedder
+from harness.evaluation.models.base import Embedder, model_facts
 
 _MISS_BATCH = 1024  # texts per model call + cache transaction: bounds what a kill -9 can lose (two calls' worth in flight)
-
-
-def model_facts(embedder: Embedder) -> dict[str, int | None]:
-    """``embed_dim``, ``n_parameters`` and ``max_tokens`` of a loaded model, for model_meta.json.
-
-    mteb's leaderboard tools read these from model_meta.json; left empty they showed a run's model as
-    one of unknown size and dimension. Read from the loaded object (duck-typed, so any backend that
-    holds a torch module under ``model`` is covered); None where a backend cannot know (an API model).
-    """
-    model = getattr(embedder, "model", None)
-    if model is None or not hasattr(model, "parameters"):
-        return {"embed_dim": getattr(embedder, "dimensions", None), "n_parameters": None, "max_tokens": None}
-    n_parameters = int(sum(p.numel() for p in model.parameters()))
-    get_dim = getattr(model, "get_sentence_embedding_dimension", None)  # sentence-transformers
-    config = getattr(model, "config", None)  # plain transformers (decoder backend)
-    embed_dim = get_dim() if callable(get_dim) else getattr(config, "hidden_size", None)
-    max_tokens = getattr(model, "max_seq_length", None) or getattr(embedder, "max_length", None)
-    return {"embed_dim": int(embed_dim) if embed_dim else None, "n_parameters": n_parameters,
-            "max_tokens": int(max_tokens) if max_tokens else None}
 
 
 def miss_batch() -> int:
     """Texts per model call + cache transaction (``HARNESS_MISS_BATCH`` overrides; tests use small ones)."""
     return max(1, int(os.environ.get("HARNESS_MISS_BATCH") or _MISS_BATCH))
+
+
+def encoded_chunks(embedder: Embedder, chunks: list[list[str]], prefix: str) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, vectors)`` of every chunk: in order, one model call each; or, for an embedder with
+    ``embed_chunks`` (a device pool), in the order its devices finish them."""
+    spread = getattr(embedder, "embed_chunks", None)
+    if spread is not None:
+        return spread(chunks, prefix)
+    return ((i, embedder.embed(chunk, prefix)) for i, chunk in enumerate(chunks))
 
 
 def build_model_meta(name: str, revision: str, embedder: Embedder) -> ModelMeta:
@@ -81,14 +77,16 @@ class CachedEncoder(AbsEncoder):
                 missing[k] = t
         # Longest first across all misses, so each model call holds texts of similar length (the
         # embedder sorts again by tokens inside a call); the cache write of one call overlaps the next.
+        # On a device pool the chunks go out in this order too: the longest first, the shortest last.
         items = sorted(missing.items(), key=lambda kv: -len(kv[1]))
         bar = tqdm(total=len(items), desc=f"encode {label}", unit="text", disable=not self.show_progress or not items,
                    leave=False)
         step = miss_batch()
-        with CacheWriter(self.cache) as writer:
-            for start in range(0, len(items), step):
-                chunk = items[start : start + step]
-                vecs = self.embedder.embed([t for _, t in chunk], prefix)
+        chunks = [items[start : start + step] for start in range(0, len(items), step)]
+        with CacheWriter(self.cache) as writer, \
+                closing(encoded_chunks(self.embedder, [[t for _, t in c] for c in chunks], prefix)) as results:
+            for index, vecs in results:
+                chunk = chunks[index]
                 writer.put([k for k, _ in chunk], vecs)
                 for (k, _), v in zip(chunk, vecs):
                     found[k] = v

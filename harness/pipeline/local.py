@@ -30,7 +30,7 @@ from harness.steps.context import RunContext
 class RunReport:
     output: Path
     outcomes: list[StepOutcome] = field(default_factory=list)
-    encode_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    encode_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     executor: str = "local"
     _unfinished: dict[str, str] = field(default_factory=dict, repr=False)  # step key -> why it has no result
 
@@ -69,17 +69,20 @@ class RunReport:
                 "steps": [o.__dict__ for o in self.outcomes], "encode_stats": self.encode_stats}
 
 
-def make_context(plan: Plan, *, show_progress: bool, device: str | None) -> RunContext:
+def make_context(plan: Plan, *, show_progress: bool, device: str | None, devices: tuple[str, ...] = ()) -> RunContext:
     """The run folder made and cleaned of dead writers' temporaries, and the context its units run in."""
     plan.output.mkdir(parents=True, exist_ok=True)
     # Not the run-level caches: the LLM response cache alone may hold ~500k entries, and each cache
     # cleans its own leftovers (the response cache its staging folder, the trainer its dense copies).
     remove_stale_temporaries(plan.output, skip=[plan.output / CACHE])
-    return plan.context(device=device, show_progress=show_progress, environment=environment())
+    return plan.context(device=device, devices=devices, show_progress=show_progress, environment=environment())
 
 
-def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = None, jobs: int = 1) -> RunReport:
-    ctx = make_context(plan, show_progress=show_progress, device=device)
+def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = None, devices: tuple[str, ...] = (),
+             jobs: int = 1) -> RunReport:
+    """Run every unit of ``plan`` here; ``devices`` (two or more) spreads each evaluate unit's encoding
+    over one worker process per device (:mod:`harness.evaluation.device_pool`)."""
+    ctx = make_context(plan, show_progress=show_progress, device=device, devices=devices)
     report = RunReport(output=plan.output)
     todo = units(plan)
     bar = tqdm(total=len(plan.steps), desc="steps", unit="step", disable=not show_progress)

@@ -49,11 +49,11 @@ class Plan:
     def caches(self) -> RunCaches:
         return run_caches(self.output, self.loaded)
 
-    def context(self, *, device: str | None = None, show_progress: bool = False,
+    def context(self, *, device: str | None = None, devices: tuple[str, ...] = (), show_progress: bool = False,
                 environment: dict[str, Any] | None = None) -> RunContext:
-        """What the kinds get to run or estimate this plan's steps: the run folder, its caches, the device."""
-        return RunContext(output=self.output, caches=self.caches, device=device, show_progress=show_progress,
-                          environment=environment or {})
+        """What the kinds get to run or estimate this plan's steps: the run folder, its caches, the device(s)."""
+        return RunContext(output=self.output, caches=self.caches, device=device, devices=devices,
+                          show_progress=show_progress, environment=environment or {})
 
 
 def _where(kind: str, index: int, name: str | None) -> str:

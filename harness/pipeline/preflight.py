@@ -1,7 +1,7 @@
 """Checks of the world outside the matrix that a run depends on, made before anything is written.
 
 The schema can say that ``cache_dir`` is a path, not that the path is a folder; the CLI can take
-``--device cuda:0``, not know that this torch has no CUDA. Found late, each of these became a
+``--device cuda:0`` or ``--devices cuda:0,cuda:1``, not know that this torch has no CUDA, or one GPU. Found late, each of these became a
 traceback or a run that wrote cache, logs and run.json and then failed every cell. Each check
 here raises one :class:`InputError` (exit 2) naming the setting and the fix.
 """
@@ -59,8 +59,9 @@ def _is_openai(spec: ModelSpec) -> bool:
     return spec.kind == "openai" or (spec.model or "").startswith("openai:")
 
 
-def check_device(device: str | None) -> None:
-    """``--device`` must name a torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+def check_device(device: str | None, option: str = "--device") -> None:
+    """``--device`` (or one entry of ``--devices``) must name a torch device this machine has
+    (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
     if device is None:
         return
     import torch
@@ -68,20 +69,45 @@ def check_device(device: str | None) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise InputError(None, "--device", f"{device!r} is not a torch device",
-                         "use cpu, cuda, cuda:N or mps (or omit --device to pick automatically)") from None
+        raise InputError(None, option, f"{device!r} is not a torch device",
+                         f"use cpu, cuda, cuda:N or mps (or omit {option} to pick automatically)") from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise InputError(None, "--device", f"{device!r} requested but this torch has no usable CUDA device "
-                             f"(torch {torch.__version__})", "omit --device or use cpu; on a GPU machine install a CUDA build of torch")
+            raise InputError(None, option, f"{device!r} requested but this torch has no usable CUDA device "
+                             f"(torch {torch.__version__})", f"omit {option} or use cpu; on a GPU machine install a CUDA build of torch")
         if dev.index is not None and dev.index >= count:
-            raise InputError(None, "--device", f"{device!r} requested but only {count} CUDA device(s) exist",
+            raise InputError(None, option, f"{device!r} requested but only {count} CUDA device(s) exist",
                              f"use cuda:0 .. cuda:{count - 1}")
     elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError(None, "--device", "'mps' requested but MPS is not available here", "omit --device or use cpu")
+        raise InputError(None, option, "'mps' requested but MPS is not available here", f"omit {option} or use cpu")
     elif dev.type not in ("cpu", "cuda", "mps"):
-        raise InputError(None, "--device", f"{device!r} is not supported by the harness", "use cpu, cuda, cuda:N or mps")
+        raise InputError(None, option, f"{device!r} is not supported by the harness", "use cpu, cuda, cuda:N or mps")
+
+
+def check_devices(devices: str | None, *, device: str | None = None, executor: str = "local") -> tuple[str, ...]:
+    """``--devices`` (``cuda:0,cuda:1``; ``cpu,cpu`` works too): the devices, each one this machine has.
+
+    Not with ``--device`` (two answers to one question), and not with the Ray executor, which already
+    gives every evaluate unit a GPU of its own and runs units side by side; a single entry is
+    ``--device``.
+    """
+    if devices is None:
+        return ()
+    if device is not None:
+        raise InputError(None, "--devices", "--device and --devices are both given",
+                         "use one: --devices cuda:0,cuda:1 spreads encoding over several devices; --devices cuda:0 is --device cuda:0")
+    names = tuple(d.strip() for d in devices.split(","))
+    if "" in names:
+        raise InputError(None, "--devices", f"{devices!r} has an empty entry",
+                         "list torch devices separated by commas, e.g. cuda:0,cuda:1 (or cpu,cpu)")
+    if executor == "ray" and len(names) > 1:
+        raise InputError(None, "--devices", "the Ray executor gives each evaluate unit one GPU of its own (Ray sets "
+                         "CUDA_VISIBLE_DEVICES) and runs units side by side; --devices spreads one unit over this machine's devices",
+                         "drop --devices with --executor ray, or run with the local executor")
+    for name in names:
+        check_device(name, "--devices")
+    return names
 
 
 EXECUTORS = ("local", "ray")

@@ -1,4 +1,4 @@
-"""What a step kind may use while it runs or estimates: the run folder, its caches, the device.
+"""What a step kind may use while it runs or estimates: the run folder, its caches, the device(s).
 
 Nothing here comes from the matrix file at run time: the matrix was read once, at plan time, into
 the steps' specs. That is what lets a unit run on another node (Ray) from its pickled steps and
@@ -21,6 +21,9 @@ class RunContext:
     output: Path  # the run folder
     caches: RunCaches
     device: str | None = None
+    # --devices: one encode worker per entry (two or more); devices enter no key, so a run on eight
+    # GPUs and one on a laptop share their steps and caches
+    devices: tuple[str, ...] = ()
     show_progress: bool = False
     environment: dict[str, Any] = field(default_factory=dict)  # provenance of this process (harness.provenance)
     loaded_models: dict[str, Any] = field(default_factory=dict)  # weights key -> embedder, within one process
@@ -37,4 +40,4 @@ class RunContext:
 
     def for_worker(self) -> "RunContext":
         """A copy to send to another process: without this process's loaded models."""
-        return RunContext(self.output, self.caches, self.device, self.show_progress, dict(self.environment))
+        return RunContext(self.output, self.caches, self.device, self.devices, self.show_progress, dict(self.environment))

@@ -16,6 +16,10 @@ Cells of one model entry form a *group*, run as one unit: they share one loaded 
 run-level embedding cache, every vector any cell, split, subset, run or renamed entry ever
 computed with the same weights and prompt. Nothing to resume: a killed cell's vectors are in the
 cache already, so each try starts with an empty work directory.
+
+With several devices (``--devices``) the model is loaded by one worker process per device instead
+(:class:`~harness.evaluation.device_pool.DevicePool`), started when a cell first needs it and stopped
+with the unit; mteb and the cache stay in this process.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,11 +117,15 @@ def _version(dist: str) -> str:
 
 
 class ModelSession:
-    """One loaded model and its cached encoder, shared by every cell of a group; loads on first use."""
+    """One loaded model and its cached encoder, shared by every cell of a group; loads on first use.
+
+    ``loaded`` (weights key -> embedder) is where a loaded model is kept for entries on the same
+    weights: this process's models, or the unit's device pools.
+    """
 
     def __init__(self, mp: ModelPlan, *, cache: EmbeddingCache, overrides: dict[str, dict[str, str]],
-                 ctx: RunContext) -> None:
-        self.mp, self.cache, self.overrides, self.ctx = mp, cache, overrides, ctx
+                 ctx: RunContext, loaded: dict[str, Any]) -> None:
+        self.mp, self.cache, self.overrides, self.ctx, self.loaded = mp, cache, overrides, ctx, loaded
         self.encoder: Any = None
         self.embedder: Any = None
         self.policy: InstructionPolicy | None = None
@@ -136,14 +145,12 @@ class ModelSession:
 
     def _load(self) -> None:
         from harness.evaluation.encoder import CachedEncoder, build_model_meta
-        from harness.evaluation.models.loader import instruction_mode, load_embedder
+        from harness.evaluation.models.loader import instruction_mode
 
-        mp, loaded = self.mp, self.ctx.loaded_models
+        mp, loaded = self.mp, self.loaded
         wkey = mp.weights_key()
         if wkey not in loaded:
-            spec = mp.spec if mp.spec.model else mp.spec.model_copy(update={"model": mp.resolved.ref.value})  # type: ignore[union-attr]
-            loaded[wkey] = load_embedder(spec, mp.source.parent, mp.source, device=self.ctx.device, resolved=mp.resolved,
-                                         cache_dir=self.ctx.caches.dense)
+            loaded[wkey] = self._open()
         self.embedder = loaded[wkey]
         mode = instruction_mode(mp.spec, mp.resolved.decision.backend)  # type: ignore[union-attr]
         self.policy = InstructionPolicy(mode=mode, overrides=self.overrides,  # type: ignore[arg-type]
@@ -151,9 +158,27 @@ class ModelSession:
         self.encoder = CachedEncoder(self.embedder, self.cache, self.policy,
                                      build_model_meta(mp.spec.name, mp.revision, self.embedder), show_progress=self.ctx.show_progress)
 
-    def stats(self) -> dict[str, int]:
+    def _open(self) -> Any:
+        """The entry's embedder: here on ``--device``, or in one worker per device of ``--devices``
+        (an API model is only a client: it stays here)."""
+        from harness.evaluation.models.loader import load_embedder
+
+        mp, ctx = self.mp, self.ctx
+        spec = mp.spec if mp.spec.model else mp.spec.model_copy(update={"model": mp.resolved.ref.value})  # type: ignore[union-attr]
+        load = partial(load_embedder, spec, mp.source.parent, mp.source, resolved=mp.resolved, cache_dir=ctx.caches.dense)
+        if len(ctx.devices) > 1 and mp.resolved.decision.backend != "openai":  # type: ignore[union-attr]
+            from harness.evaluation.device_pool import DevicePool
+
+            return DevicePool(ctx.devices, load, quiet=not ctx.show_progress)
+        return load(device=ctx.device)
+
+    def stats(self) -> dict[str, Any]:
         counter = getattr(self.embedder, "counter", None)
-        return {"texts_encoded": counter.texts if counter else 0, "encode_calls": counter.calls if counter else 0}
+        out: dict[str, Any] = {"texts_encoded": counter.texts if counter else 0, "encode_calls": counter.calls if counter else 0}
+        workers = getattr(self.embedder, "worker_stats", None)
+        if workers is not None:
+            out["devices"] = workers()  # what each --devices worker encoded
+        return out
 
 
 def run_evaluate(step: Step, work: Path, session: ModelSession, *, environment: dict[str, Any]) -> dict[str, Any]:
@@ -215,12 +240,17 @@ def publish(step_dir: Path, results_dir: Path) -> list[Path]:
 
 
 class EvaluateSession:
-    """The unit of one group: the embedding cache open once, one :class:`ModelSession` per model entry."""
+    """The unit of one group: the embedding cache open once, one :class:`ModelSession` per model entry.
+
+    Models loaded in this process are kept in the context (as before); device pools belong to the
+    unit and are stopped with it, so their workers free the devices for the next unit's model.
+    """
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.cache = EmbeddingCache(ctx.caches.embeddings)
         self.sessions: dict[str, ModelSession] = {}  # entries on the same weights share the loaded model
+        self.pools: dict[str, Any] = {}  # weights key -> DevicePool (--devices)
 
     def __call__(self, step: Step, work: Path) -> dict[str, Any]:
         from harness.steps.train import model_path
@@ -231,7 +261,9 @@ class EvaluateSession:
         if session is None:
             if mp.train is not None:
                 mp.resolve_trained(model_path(self.ctx.step_dir(mp.train)))
-            session = self.sessions[mp.spec.name] = ModelSession(mp, cache=self.cache, overrides=cell.overrides, ctx=self.ctx)
+            loaded = self.pools if len(self.ctx.devices) > 1 else self.ctx.loaded_models
+            session = self.sessions[mp.spec.name] = ModelSession(mp, cache=self.cache, overrides=cell.overrides, ctx=self.ctx,
+                                                                 loaded=loaded)
         return run_evaluate(step, work, session, environment=self.ctx.environment)
 
     def stats(self) -> dict[str, Any]:
@@ -240,7 +272,12 @@ class EvaluateSession:
         return {"encode": encode, "cache": {"hits": self.cache.hits, "misses": self.cache.misses, "damaged": self.cache.damaged}}
 
     def close(self) -> None:
-        self.cache.close()
+        try:
+            for pool in self.pools.values():
+                if hasattr(pool, "close"):  # an API model's client is kept here too, and has nothing to stop
+                    pool.close()
+        finally:
+            self.cache.close()
 
 
 class EvaluateKind:
