@@ -107,7 +107,7 @@ def describe(plan: Plan, bills: list[StepBill]) -> dict[str, Any]:
     """The plan as JSON (``harness plan --json``): models, each step with status, cost and caches, the total."""
     return {
         "output": str(plan.output),
-        "models": [{"model": mp.spec.name, "backend": mp.backend, "reason": mp.backend_reason, "revision": mp.revision,
+        "models": [{"model": mp.spec.name, "backend": mp.decision.backend, "reason": mp.decision.reason, "revision": mp.revision,
                     **({"train_step": mp.train.key} if mp.train else {})} for mp in plan.models],
         "steps": [b.to_json() for b in bills],
         "cost_total": total(bills),
