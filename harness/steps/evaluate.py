@@ -294,6 +294,7 @@ class EvaluateKind:
     name = EVALUATE
     code_version = "1"  # bump when evaluation code changes what a result means
     resumes = False
+    exclusive = False  # small models evaluate side by side on separate cores
 
     def plan(self, cell: Cell) -> Step[Cell]:
         mp, rt = cell.model, cell.task
@@ -326,6 +327,26 @@ class EvaluateKind:
 
         mp = step.spec.model
         publish(step_dir, results_dir(ctx.output, mp.spec.name, mp.revision))
+
+    def environment(self, step: Step) -> set[str]:
+        """The entry's endpoint and key variables (an API model re-checks them where it runs)."""
+        spec: ModelSpec = step.spec.model.spec
+        return {spec.api_key_env, spec.base_url_env}
+
+    def unit_label(self, steps: list[Step]) -> str:
+        names = list(dict.fromkeys(s.spec.model.spec.name for s in steps))
+        return f"evaluate {', '.join(names)} ({len(steps)} cells)"
+
+    def title(self, step: Step) -> str:
+        return step.spec.label
+
+    def describe_summary(self, summary: dict[str, Any]) -> str:
+        scores: dict[str, dict[str, float | None]] = summary.get("main_scores", {})
+        return ", ".join(f"{split}/{subset}={v:.5f}" for split, subsets in scores.items()
+                         for subset, v in subsets.items() if v is not None)
+
+    def log_name(self, step: Step) -> str:
+        return f"{step.spec.model.spec.name}__{step.spec.task.name}"
 
     def progress(self, step: Step, work: Path) -> str | None:
         return None
