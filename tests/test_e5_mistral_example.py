@@ -71,7 +71,7 @@ def test_a_pinned_hub_base_plans_offline_and_the_trainer_loads_that_commit(offli
     (step,) = plan.of_kind("train")
     assert step.params["base"] == f"hub:org/some-llm@{SHA}"
     assert build_config(step.spec, None, validate_only=True).revision == SHA
-    assert plan.models[0].backend == "decoder"  # kind: decoder decides what the unreadable base is
+    assert plan.models[0].decision.backend == "decoder"  # kind: decoder decides what the unreadable base is
     other = _plan(_write(tmp_path, f"base: org/some-llm, revision: {'b' * 40}")).of_kind("train")[0]
     assert other.key != step.key
 

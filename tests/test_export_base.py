@@ -36,7 +36,7 @@ def _local_base(path: Path, cache: Path):
 
 
 def _evaluate(model_dir: Path, cache_dir: Path):
-    """Load the export as the harness loads a trained model (``ModelPlan.resolve_trained``: backend
+    """Load the export as the harness loads a trained model (``ModelPlan.with_export``: backend
     from the export's files, identity from the train step)."""
     ref = ModelReference("path", str(model_dir))
     resolved = ResolvedModel(ref=ref, identity=ModelIdentity(content="train:test"), decision=decide_backend(ref))

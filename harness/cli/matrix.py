@@ -45,9 +45,11 @@ def validate(file: FileArg = None, example: ExampleOpt = None) -> None:
         _bad_input(exc)
     _echo_data_notes(plan)
     _echo_plan_notes(plan)
-    kinds = {k: len(plan.of_kind(k)) for k in ("generate", "train", "evaluate")}
+    from harness.steps import kinds
+
+    steps = ", ".join(f"{len(plan.of_kind(k))} {k}" for k in kinds())
     typer.echo(f"ok: {plan.loaded.path} — {len(plan.models)} model(s) × {len(plan.tasks)} task(s) = {len(plan.cells)} cell(s); "
-               f"steps: {kinds['generate']} generate, {kinds['train']} train, {kinds['evaluate']} evaluate")
+               f"steps: {steps}")
 
 
 @app.command()
@@ -165,23 +167,18 @@ def run(file: FileArg = None, example: ExampleOpt = None, output: OutputOpt = No
 
 
 def _echo_outcomes(report: Any) -> None:
+    """One line per step (its kind says what its summary means), then what ran of each kind."""
+    from harness.steps import kind_of, kinds
+
     for o in report.outcomes:
         if o.status in ("failed", "skipped"):
-            what = f"{o.model} × {o.task}" if o.kind == "evaluate" else o.label
-            typer.secho(f"  {o.status.upper()} {what}: {o.error}", fg=typer.colors.RED, err=True)
-        elif o.kind == "generate":
-            typer.echo(f"  {o.status:>6} {o.label}: kept {o.summary.get('kept')} examples")
-        elif o.kind == "train":
-            loss = o.summary.get("final_loss")
-            typer.echo(f"  {o.status:>6} {o.label}: {o.summary.get('steps')} steps, final loss "
-                       f"{loss:.4f}" if isinstance(loss, float) else f"  {o.status:>6} {o.label}")
-        else:
-            flat = ", ".join(f"{sp}/{ss}={v:.5f}" for sp, subs in o.scores.items() for ss, v in subs.items() if v is not None)
-            typer.echo(f"  {o.status:>6} {o.model} × {o.task}: {flat}")
-    counts = {k: sum(o.kind == k and o.status == "done" for o in report.outcomes) for k in ("generate", "train", "evaluate")}
+            typer.secho(f"  {o.status.upper()} {o.title}: {o.error}", fg=typer.colors.RED, err=True)
+            continue
+        summary = kind_of(o.kind).describe_summary(o.summary)
+        typer.echo(f"  {o.status:>6} {o.title}" + (f": {summary}" if summary else ""))
+    ran = ", ".join(f"{report.count(k, 'done')} {k}" for k in kinds())
     texts = sum(v.get("texts_encoded", 0) for k, v in report.encode_stats.items() if not k.startswith("_"))
-    typer.echo(f"ran {counts['generate']} generate, {counts['train']} train, {counts['evaluate']} evaluate step(s); "
-               f"{texts} text(s) encoded{_per_device(report.encode_stats)}")
+    typer.echo(f"ran {ran} step(s); {texts} text(s) encoded{_per_device(report.encode_stats)}")
 
 
 def _per_device(encode_stats: dict[str, Any]) -> str:

@@ -6,7 +6,8 @@ an error before training starts), and every ``eval_every`` steps the trainer han
 live ``TextEncoder`` and how it formats queries (``trainers.dev``). The score then takes the path of a ``harness run`` cell:
 :class:`~harness.evaluation.encoder.CachedEncoder` (the instruction policy decides the exact
 prefix per task and side: the E5 template where the trainer uses it, as evaluation will),
-``mteb.evaluate`` with mteb's own evaluator, and the main score mteb names.
+:func:`~harness.evaluation.scoring.score_task` (the one ``mteb.evaluate`` call a run cell makes
+too), and the main score mteb names.
 
 Two differences, both on purpose. The weights change every step, so vectors go to a throwaway
 cache (a temporary folder, gone after the score) and never into the run's embedding cache. And
@@ -85,14 +86,12 @@ class DevScorer:
         self.identity = hashlib.sha256(json.dumps(blob, sort_keys=True).encode("utf-8")).hexdigest()
 
     def __call__(self, encoder: Any, *, step: int, instructions: str) -> dict[str, Any]:
-        import mteb
-
         from harness.evaluation.embedding_cache import EmbeddingCache
         from harness.evaluation.encoder import CachedEncoder, build_model_meta
         from harness.evaluation.instructions import InstructionPolicy, as_override
         from harness.evaluation.results import main_scores
+        from harness.evaluation.scoring import score_task
 
-        self.rt.load()
         embedder = LiveEmbedder(encoder, max_length=self.max_length, batch_size=self.batch_size, bf16=self.bf16, step=step)
         instr = self.rt.spec.instruction
         overrides = {self.rt.name: as_override(instr)} if instr is not None else {}
@@ -102,12 +101,10 @@ class DevScorer:
             try:
                 cached = CachedEncoder(embedder, cache, policy, build_model_meta("model-in-training", f"step-{step}", embedder),
                                        show_progress=False)
-                result = mteb.evaluate(cached, [self.rt.task], cache=None, overwrite_strategy="always", co2_tracker=False,
-                                       show_progress_bar=False, raise_error=True,
-                                       encode_kwargs={"batch_size": self.batch_size, "show_progress_bar": False})
+                task_result = score_task(cached, self.rt, batch_size=self.batch_size)
             finally:
                 cache.close()
-        scores = main_scores(result.task_results[0])
+        scores = main_scores(task_result)
         values = [v for per_subset in scores.values() for v in per_subset.values() if v is not None]
         return {"main_score": statistics.fmean(values) if values else float("nan"), "scores": scores}
 

@@ -1,11 +1,12 @@
 """The bill before it is paid: what ``harness plan`` says each step will cost, and the total.
 
 Each kind estimates its own steps (:meth:`harness.steps.kind.StepKind.estimate`); this module only
-asks them, for the steps that are not done, and adds up. A step's status is ``cached`` (done: it
-costs nothing), ``resumable`` (a killed try left work the next one continues from: checkpoints), or
-``to run``. For generate steps the LLM calls are split into those the run's response cache already
-answers (free) and those still to pay; dollars are for the latter only, an upper bound (output at
-``max_tokens``). A failed estimate is shown as such and never stops the plan.
+asks them, for the steps that are not done, and adds up every kind's estimates alike (GPU-hours also
+per registered kind), so a new kind's cost is in the total without a line here. A step's status is
+``cached`` (done: it costs nothing), ``resumable`` (a killed try left work the next one continues
+from: checkpoints), or ``to run``. For generate steps the LLM calls are split into those the run's
+response cache already answers (free) and those still to pay; dollars are for the latter only, an
+upper bound (output at ``max_tokens``). A failed estimate is shown as such and never stops the plan.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.pipeline.planner import Plan
-from harness.steps import kind_of
+from harness.steps import kind_of, kinds
 from harness.steps.base import Estimate, Step
 from harness.steps.context import RunContext
 from harness.steps.quantities import GPU, gpu_time, hours
@@ -59,7 +60,7 @@ def bill(plan: Plan, ctx: RunContext | None = None) -> list[StepBill]:
 def total(bills: list[StepBill]) -> dict[str, Any]:
     todo = [b for b in bills if b.estimate is not None]
     ests = [b.estimate for b in todo if b.estimate is not None]
-    by_kind = {kind: sum(b.estimate.gpu_hours or 0.0 for b in todo if b.step.kind == kind and b.estimate) for kind in ("train", "evaluate")}
+    by_kind = {kind: sum(b.estimate.gpu_hours or 0.0 for b in todo if b.step.kind == kind and b.estimate) for kind in kinds()}
     return {
         "steps_to_run": len(todo),
         "steps_cached": len(bills) - len(todo),
@@ -71,9 +72,8 @@ def total(bills: list[StepBill]) -> dict[str, Any]:
         "usd_is_upper_bound": True,
         "unpriced_models": sorted({m for e in ests for m in e.unpriced_models}),
         "gpu": GPU,
-        "gpu_hours": by_kind["train"] + by_kind["evaluate"],
-        "gpu_hours_train": by_kind["train"],
-        "gpu_hours_evaluate": by_kind["evaluate"],
+        "gpu_hours": sum(e.gpu_hours or 0.0 for e in ests),
+        **{f"gpu_hours_{kind}": h for kind, h in by_kind.items()},
         "local_llm_hours": sum(e.local_llm_hours or 0.0 for e in ests if e.local_llm),
         "steps_without_estimate": sum(e.unknown for e in ests),
     }
@@ -90,8 +90,8 @@ def describe_total(t: dict[str, Any]) -> str:
         cached = f" ({t['llm_calls_cached']:,} more answered by the response cache, $0)" if t["llm_calls_cached"] else ""
         parts.append(f"{usd} LLM API for {t['llm_calls_to_pay']:,} calls to pay (output at max_tokens){unpriced}{cached}")
     if t["gpu_hours"] >= 1:
-        parts.append(f"{hours(t['gpu_hours'])} GPU-hours on one {GPU} (train {hours(t['gpu_hours_train'])}, "
-                     f"evaluate {hours(t['gpu_hours_evaluate'])})")
+        per_kind = ", ".join(f"{kind} {hours(t[f'gpu_hours_{kind}'])}" for kind in kinds() if t.get(f"gpu_hours_{kind}"))
+        parts.append(f"{hours(t['gpu_hours'])} GPU-hours on one {GPU} ({per_kind})")
     else:
         parts.append(f"{gpu_time(t['gpu_hours'])} on one GPU")
     if t.get("llm_calls_local"):
@@ -107,7 +107,7 @@ def describe(plan: Plan, bills: list[StepBill]) -> dict[str, Any]:
     """The plan as JSON (``harness plan --json``): models, each step with status, cost and caches, the total."""
     return {
         "output": str(plan.output),
-        "models": [{"model": mp.spec.name, "backend": mp.backend, "reason": mp.backend_reason, "revision": mp.revision,
+        "models": [{"model": mp.spec.name, "backend": mp.decision.backend, "reason": mp.decision.reason, "revision": mp.revision,
                     **({"train_step": mp.train.key} if mp.train else {})} for mp in plan.models],
         "steps": [b.to_json() for b in bills],
         "cost_total": total(bills),

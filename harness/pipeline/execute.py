@@ -20,7 +20,7 @@ from typing import Any
 from atomicio import atomic_write_text
 from harness.pipeline.planner import Plan
 from harness.steps import kind_of
-from harness.steps.base import EVALUATE, Step, canonical_hash
+from harness.steps.base import Step, canonical_hash
 from harness.steps.kind import StepRunner
 from harness.steps.context import RunContext
 
@@ -33,16 +33,10 @@ class StepOutcome:
     label: str
     key: str
     status: str  # "done" | "cached" | "failed" | "skipped"
+    title: str  # what the report calls the step (its kind's ``title``: "minilm × SciFact", "train tuned")
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
-    # evaluate only (what the CLI prints and the report reads)
-    model: str | None = None
-    task: str | None = None
-
-    @property
-    def scores(self) -> dict[str, dict[str, float | None]]:
-        return self.summary.get("main_scores", {})
 
 
 @dataclass
@@ -68,10 +62,7 @@ class Unit:
 
     @property
     def label(self) -> str:
-        if self.kind != EVALUATE:
-            return self.steps[0].label
-        names = list(dict.fromkeys(s.spec.model.spec.name for s in self.steps))
-        return f"evaluate {', '.join(names)} ({len(self.steps)} cells)"
+        return kind_of(self.kind).unit_label(self.steps)
 
 
 def units(plan: Plan) -> list[Unit]:
@@ -94,10 +85,7 @@ class InputGone(RuntimeError):
 
 
 def _outcome(step: Step, status: str, **kw: Any) -> StepOutcome:
-    extra = {}
-    if step.kind == EVALUATE:
-        extra = {"model": step.spec.model.spec.name, "task": step.spec.task.name}
-    return StepOutcome(step.kind, step.label, step.key, status, **extra, **kw)
+    return StepOutcome(step.kind, step.label, step.key, status, kind_of(step.kind).title(step), **kw)
 
 
 def run_step(step: Step, ctx: RunContext, run: StepRunner) -> StepOutcome:
@@ -135,9 +123,7 @@ def run_step(step: Step, ctx: RunContext, run: StepRunner) -> StepOutcome:
 
 def fail(step: Step, ctx: RunContext, exc: BaseException) -> StepOutcome:
     tb = "".join(traceback.format_exception(exc))
-    name = (f"{step.spec.model.spec.name}__{step.spec.task.name}" if step.kind == EVALUATE
-            else f"{step.kind}__{step.label.split(' ', 1)[1]}")
-    log = ctx.output / "logs" / f"{name}.log".replace("/", "__")
+    log = ctx.output / "logs" / f"{kind_of(step.kind).log_name(step)}.log".replace("/", "__")
     atomic_write_text(log, tb)
     logger.error("%s failed: %s (traceback in %s)", step.label, exc, log)
     return _outcome(step, "failed", error=f"{type(exc).__name__}: {exc}")

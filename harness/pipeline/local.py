@@ -2,9 +2,9 @@
 
 Sequential is the default because on one machine the model is the bottleneck. With ``jobs > 1``
 independent units run in threads (generation waits on an LLM server, evaluation of small models on
-separate cores); training units still run one at a time, since a training process owns the
-machine's accelerator and seeds torch's global RNG. A failed step does not stop other branches;
-its dependents are reported as skipped, with the reason.
+separate cores); the units of an ``exclusive`` kind still run one at a time (training: a training
+process owns the machine's accelerator and seeds torch's global RNG). A failed step does not stop
+other branches; its dependents are reported as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from atomicio import atomic_write_json, remove_stale_temporaries
 from harness.pipeline.execute import StepOutcome, Unit, execute_unit, skipped, units
 from harness.pipeline.planner import Plan
 from harness.provenance import environment
-from harness.steps.base import TRAIN
+from harness.steps import kind_of
 from harness.steps.caches import CACHE
 from harness.steps.context import RunContext
 
@@ -109,16 +109,17 @@ def run_plan(plan: Plan, *, show_progress: bool = True, device: str | None = Non
 
 
 def _run_concurrently(todo: list[Unit], ctx: RunContext, jobs: int, report: RunReport, finish: Any) -> None:
-    train_lock = threading.Lock()
+    one_at_a_time = {u.kind: threading.Lock() for u in todo if kind_of(u.kind).exclusive}
     finished: set[str] = set()
     pending = list(todo)
     running: dict[Future, Unit] = {}
 
     def work(unit: Unit) -> tuple[list[StepOutcome], dict[str, Any]]:
-        if unit.kind == TRAIN:
-            with train_lock:
-                return execute_unit(unit, ctx)
-        return execute_unit(unit, ctx)
+        lock = one_at_a_time.get(unit.kind)
+        if lock is None:
+            return execute_unit(unit, ctx)
+        with lock:
+            return execute_unit(unit, ctx)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while pending or running:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.evaluation.models.backend import BackendDecision
 from harness.evaluation.models.loader import resolve_model
 from harness.evaluation.models.reference import ModelReference
 from harness.evaluation.tasks import ResolvedTask, resolve_task
@@ -70,8 +71,7 @@ def _external(spec: ModelSpec, loaded: LoadedMatrix) -> ModelPlan:
     resolved = resolve_model(spec, loaded.base_dir, loaded.path)
     key = canonical_hash({"content": resolved.identity.content, "settings": _settings(spec) | {"model": spec.model},
                           "backend": resolved.decision.to_json()})
-    return ModelPlan(spec=spec, key=key, backend=resolved.decision.backend, backend_reason=resolved.decision.reason,
-                     source=loaded.path, resolved=resolved)
+    return ModelPlan(spec=spec, key=key, source=loaded.path, resolved=resolved)
 
 
 def _recipe(spec: ModelSpec, where: str, loaded: LoadedMatrix) -> dict[str, Any]:
@@ -146,10 +146,10 @@ class _ModelPlanner:
         step = train_kind.KIND.plan(train_spec, base_identity=base_identity, mixture=mixture, field_name=f"{where}.train.recipe")
         # The export of a decoder is an E5-style sentence-transformers directory (last-token pooling),
         # which evaluation routes to the decoder path; an encoder stays an encoder.
-        backend = "decoder" if base_backend == "decoder" else "sentence-transformers"
+        expected = BackendDecision("decoder" if base_backend == "decoder" else "sentence-transformers",
+                                   f"trained from a {base_backend} base by step {step.key[:12]}")
         key = canonical_hash({"content": f"train:{step.key}", "settings": _settings(spec)})
-        return ModelPlan(spec=spec, key=key, backend=backend, train=step, source=src,
-                         backend_reason=f"trained from a {base_backend} base by step {step.key[:12]}")
+        return ModelPlan(spec=spec, key=key, source=src, train=step, expected=expected)
 
     def _base(self, spec: ModelSpec, where: str) -> tuple[Step | None, str, str | None, str | None, str, str]:
         """(base step, reference, gguf file, hub commit, content identity, backend) of a train entry's base.
@@ -170,7 +170,7 @@ class _ModelPlanner:
         if t.base in self.specs:
             base_plan = self.plan(t.base)
             if base_plan.train is not None:
-                return base_plan.train, "", None, None, f"train:{base_plan.train.key}", base_plan.backend
+                return base_plan.train, "", None, None, f"train:{base_plan.train.key}", base_plan.decision.backend
             resolved = base_plan.resolved
             assert resolved is not None
             ident = resolved.identity
@@ -180,7 +180,7 @@ class _ModelPlanner:
                 ident = model_identity(resolved.ref, gguf_file=gguf, revision=ident.hub_commit, source=src,
                                        field=f"{where}.train.gguf_file" if t.gguf_file else f"models[{base_index}].gguf_file")
             ref_value = trainer_reference(base_plan.spec.model or "", resolved.ref)
-            return None, ref_value, gguf, ident.hub_commit, ident.content, base_plan.backend
+            return None, ref_value, gguf, ident.hub_commit, ident.content, base_plan.decision.backend
         field_name = f"{where}.train.base"
         ref = resolve_reference(t.base, self.loaded.base_dir, src, field=field_name)
         if ref.kind == "openai":
@@ -307,13 +307,14 @@ def check_instruction_overrides(loaded: LoadedMatrix, models: list[ModelPlan], t
         if unknown:
             raise InputError(loaded.path, f"models[{mp.spec.name}].task_instructions.{unknown[0]}",
                              "names a task that is not in this matrix", f"use one of: {', '.join(sorted(by_name))}")
-        mode = instruction_mode(mp.spec, mp.backend)
+        backend = mp.decision.backend
+        mode = instruction_mode(mp.spec, backend)
         for field_name, task_name, sides in _declared_overrides(mp, tasks):
             rt = by_name[task_name]
             if mode == "none":
                 raise InputError(loaded.path, field_name,
                                  f"model {mp.spec.name!r} encodes with instructions: none "
-                                 f"({'set in the matrix' if mp.spec.instructions == 'none' else 'the default for ' + mp.backend}), "
+                                 f"({'set in the matrix' if mp.spec.instructions == 'none' else 'the default for ' + backend}), "
                                  "so this instruction would be ignored",
                                  f"set 'instructions: e5' on model {mp.spec.name!r}, or move the instruction into the "
                                  "task_instructions of the models that use it")

@@ -11,9 +11,12 @@ this module only hands units to Ray:
   run context (run folder, caches, device): the worker reads no matrix and no config file, so what
   runs is exactly what the driver planned and keyed. Evaluation data travels unloaded and is read
   from its folder by the unit that needs it.
-- Train and evaluate units ask for one GPU (``num_gpus=1``) when the cluster has GPUs, so one
-  training step runs per GPU and a model's evaluation runs where the model is loaded. Without GPUs
-  every unit asks for one CPU.
+- A unit whose steps want an accelerator (:attr:`~harness.steps.base.Step.gpu`, set by their kind:
+  train and evaluate) asks for one GPU (``num_gpus=1``) when the cluster has GPUs, so one training
+  step runs per GPU and a model's evaluation runs where the model is loaded. Without GPUs every
+  unit asks for one CPU.
+- Workers are given the environment variables every step's kind says it reads
+  (:meth:`~harness.steps.kind.StepKind.environment`), besides those that steer the harness.
 - Workers read and write the run folder and the embedding cache directly, through the same store
   contract as the local executor (flock claims, work dirs renamed into place). On a cluster of more
   than one machine the run folder and the cache (``HARNESS_CACHE_DIR``) must therefore be on a
@@ -37,6 +40,7 @@ from harness.errors import InputError
 from harness.pipeline.execute import StepOutcome, Unit, fail, skipped, units
 from harness.pipeline.local import RunReport, make_context
 from harness.pipeline.planner import Plan
+from harness.steps import kind_of
 from harness.steps.context import RunContext
 
 CONNECT_TIMEOUT_S = 5.0
@@ -116,13 +120,8 @@ def _runtime_env(plan: Plan) -> dict[str, Any]:
     paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
     env = {"PYTHONPATH": os.pathsep.join(paths), "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
     names = {"OPENAI_BASE_URL", "OPENAI_API_KEY"}
-    for spec in plan.loaded.matrix.models:  # openai models name their variables (workers re-check them)
-        names.update(v for v in (getattr(spec, "api_key_env", None), getattr(spec, "base_url_env", None)) if v)
-    for step in plan.steps:  # generation backends name theirs (base_url_env, api_key_env)
-        if step.kind == "generate":
-            from generators.config import environment_variables
-
-            names.update(environment_variables(step.spec.config))
+    for step in plan.steps:  # what each step reads where it runs (API models' and generation backends' endpoints, keys)
+        names.update(kind_of(step.kind).environment(step))
     for k, v in os.environ.items():
         if k.startswith(_FORWARDED_PREFIXES) or k in names:
             env[k] = v

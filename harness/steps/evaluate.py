@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from atomicio import atomic_write_bytes
 from harness.evaluation.embedding_cache import EmbeddingCache
 from harness.evaluation.instructions import InstructionPolicy
+from harness.evaluation.models.backend import BackendDecision
 from harness.evaluation.models.loader import ResolvedModel
 from harness.evaluation.tasks import ResolvedTask
 from harness.schema import ModelSpec
@@ -51,21 +52,32 @@ CHARS_PER_TOKEN = 4.0
 ENCODE_MFU = 0.50  # ../shared/NOTES.md: encode, bf16, dense batches (35.3k-36.0k tokens/s on 7.11e9 params)
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class ModelPlan:
     """A matrix model entry as planned: its key (hence results revision) is known before it exists.
 
-    External models carry their resolved content identity; a trained model carries its train step
-    and is resolved (from the exported directory) only once that step is done.
+    An existing model carries ``resolved`` (reference, content identity and backend, read at plan
+    time). A trained model carries its train step and the backend its export is ``expected`` to get
+    (decided from its base); it is resolved from the exported directory only once the step is done,
+    into a new plan (:meth:`with_export`): a plan is never changed after the planner made it.
     """
 
     spec: ModelSpec
     key: str
-    backend: str
-    backend_reason: str
     source: Path  # the matrix file (messages; relative references were resolved at plan time)
     resolved: ResolvedModel | None = None
     train: Step[TrainSpec] | None = None
+    expected: BackendDecision | None = None  # a trained model's backend until its export is resolved
+
+    def __post_init__(self) -> None:
+        if self.resolved is None and (self.train is None or self.expected is None):
+            raise ValueError("a model plan is resolved (an existing model) or has a train step and an expected backend")
+
+    @property
+    def decision(self) -> BackendDecision:
+        """Its backend and why: read from the model's own files, or, for a trained model not yet
+        exported, the one the planner expects (the export is decided from its own files again)."""
+        return self.resolved.decision if self.resolved is not None else self.expected  # type: ignore[return-value]
 
     @property
     def revision(self) -> str:
@@ -81,17 +93,19 @@ class ModelPlan:
         settings = self.spec.model_dump(exclude={"name", "revision", "instructions", "task_instructions"})
         return json.dumps({"content": self.content, **settings}, sort_keys=True, default=str)
 
-    def resolve_trained(self, model_dir: Path) -> ResolvedModel:
-        """The trained model, once exported: its identity stays the train step's key."""
+    def with_export(self, model_dir: Path) -> ModelPlan:
+        """This trained entry resolved from its export in ``model_dir`` (its finished train step's
+        ``model``): the backend decided from the export's files; key, revision and identity stay
+        the train step's. An existing model is returned as it is."""
         from harness.evaluation.models.backend import decide_backend
         from harness.evaluation.models.identity import ModelIdentity
         from harness.evaluation.models.reference import ModelReference
 
-        if self.resolved is None:
-            ref = ModelReference("path", str(model_dir))
-            decision = decide_backend(ref, kind=self.spec.kind, pooling=self.spec.pooling)
-            self.resolved = ResolvedModel(ref=ref, identity=ModelIdentity(content=self.content), decision=decision)
-        return self.resolved
+        if self.train is None:
+            return self
+        ref = ModelReference("path", str(model_dir))
+        decision = decide_backend(ref, kind=self.spec.kind, pooling=self.spec.pooling)
+        return replace(self, resolved=ResolvedModel(ref=ref, identity=ModelIdentity(content=self.content), decision=decision))
 
 
 @dataclass(eq=False)
@@ -118,6 +132,8 @@ def _version(dist: str) -> str:
 
 class ModelSession:
     """One loaded model and its cached encoder, shared by every cell of a group; loads on first use.
+
+    ``mp`` is the entry resolved (a trained one from its export: :meth:`ModelPlan.with_export`).
 
     ``loaded`` (weights key -> embedder) is where a loaded model is kept for entries on the same
     weights: this process's models, or the unit's device pools.
@@ -152,7 +168,7 @@ class ModelSession:
         if wkey not in loaded:
             loaded[wkey] = self._open()
         self.embedder = loaded[wkey]
-        mode = instruction_mode(mp.spec, mp.resolved.decision.backend)  # type: ignore[union-attr]
+        mode = instruction_mode(mp.spec, mp.decision.backend)
         self.policy = InstructionPolicy(mode=mode, overrides=self.overrides,  # type: ignore[arg-type]
                                         model_prompts=getattr(self.embedder, "model_prompts", {}) or {})
         self.encoder = CachedEncoder(self.embedder, self.cache, self.policy,
@@ -166,7 +182,7 @@ class ModelSession:
         mp, ctx = self.mp, self.ctx
         spec = mp.spec if mp.spec.model else mp.spec.model_copy(update={"model": mp.resolved.ref.value})  # type: ignore[union-attr]
         load = partial(load_embedder, spec, mp.source.parent, mp.source, resolved=mp.resolved, cache_dir=ctx.caches.dense)
-        if len(ctx.devices) > 1 and mp.resolved.decision.backend != "openai":  # type: ignore[union-attr]
+        if len(ctx.devices) > 1 and mp.decision.backend != "openai":
             from harness.evaluation.device_pool import DevicePool
 
             return DevicePool(ctx.devices, load, quiet=not ctx.show_progress)
@@ -183,32 +199,26 @@ class ModelSession:
 
 def run_evaluate(step: Step, work: Path, session: ModelSession, *, environment: dict[str, Any]) -> dict[str, Any]:
     """Score one cell with mteb and write its files into ``work/results``; returns the summary."""
-    import mteb
-
     from harness.evaluation.results import PerQueryRecorder, main_scores, write_task_result
+    from harness.evaluation.scoring import score_task
 
     cell: Cell = step.spec
     rt = cell.task
     session.ensure()
-    encoder, embedder, mp = session.encoder, session.embedder, cell.model
+    encoder, embedder, mp = session.encoder, session.embedder, session.mp
     rt.load()
     recorder = PerQueryRecorder(rt.task)
     start = time.monotonic()
     encoder.prefixes_seen.clear()
     try:
-        result = mteb.evaluate(
-            encoder, [rt.task], cache=None, overwrite_strategy="always", co2_tracker=False,
-            show_progress_bar=False, raise_error=True,
-            encode_kwargs={"batch_size": mp.spec.batch_size, "show_progress_bar": False},
-        )
+        task_result = score_task(encoder, rt, batch_size=mp.spec.batch_size)
     finally:
         rt.task.__dict__.pop("task_specific_scores", None)  # drop the per-query hook
-    task_result = result.task_results[0]
     provenance = {
         **environment,
         "model": {"name": mp.spec.name, "reference": mp.spec.model or f"train step {mp.train.key}",  # type: ignore[union-attr]
                   "revision": mp.revision, "fingerprint": embedder.fingerprint, "encode": embedder.describe(),
-                  "content": mp.content, "backend": mp.resolved.decision.to_json(),  # type: ignore[union-attr]
+                  "content": mp.content, "backend": mp.decision.to_json(),
                   # the base entry (or reference) it was trained from: how a report pairs it with its base
                   **({"train_step": mp.train.key, "trained_from": mp.spec.train.base}  # type: ignore[union-attr]
                      if mp.train is not None else {})},
@@ -259,8 +269,8 @@ class EvaluateSession:
         mp = cell.model
         session = self.sessions.get(mp.spec.name)
         if session is None:
-            if mp.train is not None:
-                mp.resolve_trained(model_path(self.ctx.step_dir(mp.train)))
+            if mp.train is not None:  # its train step is done now: load what it exported
+                mp = mp.with_export(model_path(self.ctx.step_dir(mp.train)))
             loaded = self.pools if len(self.ctx.devices) > 1 else self.ctx.loaded_models
             session = self.sessions[mp.spec.name] = ModelSession(mp, cache=self.cache, overrides=cell.overrides, ctx=self.ctx,
                                                                  loaded=loaded)
@@ -284,6 +294,7 @@ class EvaluateKind:
     name = EVALUATE
     code_version = "1"  # bump when evaluation code changes what a result means
     resumes = False
+    exclusive = False  # small models evaluate side by side on separate cores
 
     def plan(self, cell: Cell) -> Step[Cell]:
         mp, rt = cell.model, cell.task
@@ -316,6 +327,26 @@ class EvaluateKind:
 
         mp = step.spec.model
         publish(step_dir, results_dir(ctx.output, mp.spec.name, mp.revision))
+
+    def environment(self, step: Step) -> set[str]:
+        """The entry's endpoint and key variables (an API model re-checks them where it runs)."""
+        spec: ModelSpec = step.spec.model.spec
+        return {spec.api_key_env, spec.base_url_env}
+
+    def unit_label(self, steps: list[Step]) -> str:
+        names = list(dict.fromkeys(s.spec.model.spec.name for s in steps))
+        return f"evaluate {', '.join(names)} ({len(steps)} cells)"
+
+    def title(self, step: Step) -> str:
+        return step.spec.label
+
+    def describe_summary(self, summary: dict[str, Any]) -> str:
+        scores: dict[str, dict[str, float | None]] = summary.get("main_scores", {})
+        return ", ".join(f"{split}/{subset}={v:.5f}" for split, subsets in scores.items()
+                         for subset, v in subsets.items() if v is not None)
+
+    def log_name(self, step: Step) -> str:
+        return f"{step.spec.model.spec.name}__{step.spec.task.name}"
 
     def progress(self, step: Step, work: Path) -> str | None:
         return None
@@ -353,13 +384,12 @@ def estimate_evaluate(cell: Cell) -> Estimate:
     if profile is None:
         return Estimate(summary=f"no estimate: mteb ships no descriptive statistics for {rt.name}", gpu_hours=None)
     groups, source = profile
-    decision = mp.resolved.decision if mp.resolved is not None else None
-    max_len = mp.spec.max_length or (decision.max_seq_length if decision else None) or 512
+    max_len = mp.spec.max_length or mp.decision.max_seq_length or 512
     texts = sum(n for n, _ in groups)
     tokens = sum(n * min(mean / CHARS_PER_TOKEN, max_len) for n, mean in groups)
     details: dict[str, Any] = {"texts": round(texts), "tokens": round(tokens), "max_length": max_len}
     head = f"{big(texts)} texts, {big(tokens)} tokens"
-    if mp.backend == "openai":
+    if mp.decision.backend == "openai":
         return Estimate(summary=f"{head} sent to the embeddings API (not priced here)", details=details)
     size = _model_params(mp)
     if size is None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import InputError
 from harness.steps.base import GENERATE, CacheUse, Estimate, Step
-from harness.steps.kind import StepRunner
+from harness.steps.kind import OneStepNames, StepRunner
 from harness.steps.context import RunContext
 
 if TYPE_CHECKING:  # for the annotation only: like every kind, this module imports its library where it runs it
@@ -40,10 +40,11 @@ class GenerateSpec:
     source: Path  # the config file, for messages and provenance only
 
 
-class GenerateKind:
+class GenerateKind(OneStepNames):
     name = GENERATE
     code_version = "2"  # 2: keyed by content identity; responses in the run-level cache
     resumes = True
+    exclusive = False  # it waits on an LLM server: several may run at once
 
     def plan(self, name: str, config_path: Path, matrix_path: Path, field: str) -> Step[GenerateSpec]:
         """Validate the generation config now (bad input fails before anything runs) and key it."""
@@ -80,6 +81,15 @@ class GenerateKind:
 
     def after_commit(self, step: Step, step_dir: Path, ctx: RunContext) -> None:
         return None
+
+    def environment(self, step: Step) -> set[str]:
+        """The variables its backend names (``base_url_env``, ``api_key_env``)."""
+        from generators.config import environment_variables
+
+        return set(environment_variables(step.spec.config))
+
+    def describe_summary(self, summary: dict[str, Any]) -> str:
+        return f"kept {summary.get('kept')} examples"
 
     def estimate(self, step: Step, ctx: RunContext) -> Estimate:
         from generators.estimate import estimate_generation

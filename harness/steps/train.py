@@ -30,7 +30,7 @@ from harness.errors import InputError
 from harness.evaluation.dev_scorer import dev_scorer_for
 from harness.schema import LoadedMatrix, MixtureSpec
 from harness.steps.base import TRAIN, CacheUse, Estimate, Step
-from harness.steps.kind import StepRunner
+from harness.steps.kind import OneStepNames, StepRunner
 from harness.steps.context import RunContext
 from harness.steps.generate import GenerateSpec
 from harness.steps.quantities import GPU, PEAK_BF16, PEAK_FP32, big, gpu_time
@@ -255,10 +255,11 @@ def check_negatives(cfg: Any, spec: TrainSpec, mixture: PlannedMixture, recipe_f
             raise InputError(spec.source, f"{where}.{exc.field}", problem, exc.fix) from None
 
 
-class TrainKind:
+class TrainKind(OneStepNames):
     name = TRAIN
     code_version = "2"  # 2: content-keyed trainer identity; dense copies in the run-level cache
     resumes = True
+    exclusive = True  # a training process owns the machine's accelerator and seeds torch's global RNG
 
     def plan(self, spec: TrainSpec, *, base_identity: str, mixture: PlannedMixture, field_name: str) -> Step[TrainSpec]:
         """The train step of one matrix entry; the recipe is validated against the trainer's schema now."""
@@ -309,6 +310,13 @@ class TrainKind:
 
     def after_commit(self, step: Step, step_dir: Path, ctx: RunContext) -> None:
         return None
+
+    def environment(self, step: Step) -> set[str]:
+        return set()
+
+    def describe_summary(self, summary: dict[str, Any]) -> str:
+        loss = summary.get("final_loss")
+        return f"{summary.get('steps')} steps, final loss {loss:.4f}" if isinstance(loss, float) else ""
 
     def progress(self, step: Step, work: Path) -> str | None:
         done = resumes_from(work)

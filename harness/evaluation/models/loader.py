@@ -20,6 +20,10 @@ from harness.evaluation.models.reference import ModelReference, resolve_referenc
 
 @dataclass(frozen=True)
 class ResolvedModel:
+    """What an entry's model is and how it is loaded, decided once: where it is, its content
+    identity and its backend. Made at plan time (:func:`resolve_model`; a trained model's once its
+    export exists) and handed to :func:`load_embedder`, so what is loaded is what was keyed."""
+
     ref: ModelReference
     identity: ModelIdentity
     decision: BackendDecision
@@ -59,9 +63,9 @@ def load_embedder(spec: ModelSpec, base_dir: Path, source: str | Path | None = N
                   resolved: ResolvedModel | None = None, cache_dir: Path | None = None) -> Embedder:
     """The embedder for one matrix entry. ``cache_dir`` is where run-level caches live (the run
     folder's ``cache``): a trainer export with a GGUF base finds or rebuilds the base's dense copy
-    there, never under ``~/``."""
+    there, never under ``~/``. Tokens per forward pass are the machine's to choose
+    (:func:`~harness.evaluation.models.batching.default_token_budget`), not the entry's."""
     rm = resolved or resolve_model(spec, base_dir, source)
-    token_budget = getattr(spec, "token_budget", None)  # a ModelSpec field once the schema has one
     ref, ident, decision = rm.ref, rm.identity, rm.decision
     if decision.backend == "openai":
         from harness.evaluation.models.openai_embedder import OpenAIEmbedder
@@ -77,14 +81,13 @@ def load_embedder(spec: ModelSpec, base_dir: Path, source: str | Path | None = N
                                subfolder=decision.transformer_path, dtype=spec.dtype,
                                max_length=spec.max_length or decision.max_seq_length or 512,
                                pooling="last-token" if spec.pooling == "auto" else spec.pooling,
-                               batch_size=spec.batch_size, normalize=normalize, device=device, cache_dir=cache_dir,
-                               token_budget=token_budget)
+                               batch_size=spec.batch_size, normalize=normalize, device=device, cache_dir=cache_dir)
     from harness.evaluation.models.sentence_transformer import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(spec.name, ref, content=ident.content, revision=ident.hub_commit, dtype=spec.dtype,
                                        max_length=spec.max_length, batch_size=spec.batch_size, normalize=spec.normalize,
                                        pooling=None if spec.pooling == "auto" else spec.pooling, device=device,
-                                       cache_dir=cache_dir, token_budget=token_budget)
+                                       cache_dir=cache_dir)
 
 
 def instruction_mode(spec: ModelSpec, backend: str) -> str:
