@@ -37,7 +37,7 @@ from contentid import directory_fingerprint, file_digest
 from inputio import field_problem
 from trainers.backbone import BaseModel, load_backbone
 from trainers.errors import TrainInputError
-from trainers.gguf import dense_copy_of_gguf
+from trainers.gguf import dense_copy_of_gguf, standalone_cache_dir
 from trainers.hub import hub_cache_dir, hub_offline
 from trainers.reference import ModelReferenceError, locate_model
 from trainers.templates import E5_TEMPLATE, e5_prefix
@@ -185,8 +185,8 @@ def resolve_export_base(model_dir: Path, cache_dir: Path | None) -> ExactBase:
     file: the first place it may be now (:func:`_candidates`: where it was, where a ``pkg:``
     reference points now, its place relative to the export) whose content fingerprint / sha256 is
     the recorded one; a GGUF base is then densified into ``cache_dir/dense`` (the harness passes its
-    run folder's cache, so nothing is read from ``~/``; a GGUF base with no ``cache_dir`` is an
-    error, not a silent copy somewhere in the user's home).
+    run folder's cache; a standalone load without one uses the standalone trainer's place,
+    ``$HARNESS_CACHE_DIR`` or the ``cache/`` beside the export: never ``~/``).
     """
     model_dir = Path(model_dir)
     card = model_dir / CARD
@@ -215,11 +215,8 @@ def resolve_export_base(model_dir: Path, cache_dir: Path | None) -> ExactBase:
     found = _find_local_base(record, model_dir, card)
     if record.kind == "path":
         return ExactBase(str(found), None, record)
-    if cache_dir is None:
-        raise TrainInputError(card, "base.gguf_file", f"the GGUF base {found.name} needs a dense copy and no cache "
-                              "folder was given for it", "evaluate through 'harness run' (it uses <run>/cache), or pass "
-                              "cache_dir= to the loader")
-    return ExactBase(str(dense_copy_of_gguf(found, cache_dir)), None, record)
+    # no cache given (a standalone load): where a standalone training keeps its dense copy, beside the export
+    return ExactBase(str(dense_copy_of_gguf(found, cache_dir or standalone_cache_dir(model_dir.parent))), None, record)
 
 
 def _pooling_config(dim: int, mode: str) -> dict[str, Any]:

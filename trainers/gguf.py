@@ -20,6 +20,7 @@ trained on it) loads that. The conversion costs tens of seconds and gigabytes, s
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ from atomicio import atomic_directory, atomic_write_json, discard, exclusive_loc
 from contentid import file_digest
 
 DENSE_DIR = "dense"
+CACHE_DIR = "cache"  # a standalone run's caches (dense GGUF copies) when HARNESS_CACHE_DIR is unset
+
+
+def standalone_cache_dir(output: Path) -> Path:
+    """Caches of a training outside the harness: ``$HARNESS_CACHE_DIR``, else ``<output>/cache`` (never
+    ``~/``). The harness always passes its run folder's cache instead."""
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    return Path(env).expanduser() if env else Path(output) / CACHE_DIR
 RECORD = "dense.json"
 
 

@@ -45,6 +45,7 @@ from trainers.engine import DeepSpeedEngine, PlainEngine, steps_for
 from trainers.errors import TrainInputError
 from trainers.execution import Execution, resolve_execution
 from trainers.export import MODEL_DIR, export_model
+from trainers.gguf import CACHE_DIR, standalone_cache_dir
 from trainers.gradcache import ContrastiveBatch, contrastive_step
 from trainers.identity import frozen_dtype, training_identity, uses_e5
 from trainers.loss import global_mean, world
@@ -56,7 +57,6 @@ from trainers.trackers import Trackers, check_trackers, open_trackers
 
 CONFIG_FILE = "train_config.json"
 MIXTURE_FILE = "data/mixture.jsonl"
-CACHE_DIR = "cache"  # a standalone run's caches (dense GGUF copies) when HARNESS_CACHE_DIR is unset
 
 
 @dataclass
@@ -94,12 +94,6 @@ def default_output(config: TrainConfig, config_path: Path | None) -> Path:
         return path.resolve()
     stem = config.name or (config_path.stem if config_path else "model")
     return (Path.cwd() / "runs" / "train" / stem).resolve()
-
-
-def standalone_cache_dir(output: Path) -> Path:
-    """Caches of a run outside the harness: ``$HARNESS_CACHE_DIR``, else ``<output>/cache`` (never ``~/``)."""
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    return Path(env).expanduser() if env else output / CACHE_DIR
 
 
 def check_output(output: Path, identity: str, config_path: Path | None) -> None:
