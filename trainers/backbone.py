@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from contentid import directory_fingerprint, file_digest
+from modelload import model_loading
 from trainers.errors import TrainInputError
 from trainers.gguf import dense_copy_of_gguf
 from trainers.hub import hub_cache_dir, hub_offline
@@ -223,7 +224,8 @@ def make_tokenizer_append_eos(tokenizer: Any, source: str, config_path: Path | N
 def load_tokenizer(base: BaseModel, config_path: Path | None) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base.load_path, revision=base.revision, cache_dir=hub_cache_dir())
+    with model_loading():
+        tokenizer = AutoTokenizer.from_pretrained(base.load_path, revision=base.revision, cache_dir=hub_cache_dir())
     tokenizer.padding_side = "right"
     if base.pooling == "lasttoken":
         make_tokenizer_append_eos(tokenizer, base.reference, config_path)
@@ -238,8 +240,9 @@ def load_backbone(base: BaseModel, dtype: str = "float32") -> Any:
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(base.load_path, dtype=getattr(torch, dtype), revision=base.revision,
-                                      cache_dir=hub_cache_dir())
+    with model_loading():
+        model = AutoModel.from_pretrained(base.load_path, dtype=getattr(torch, dtype), revision=base.revision,
+                                          cache_dir=hub_cache_dir())
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False  # an embedder never decodes; a KV cache only costs memory and recompiles
     return model

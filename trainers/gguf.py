@@ -26,6 +26,7 @@ from typing import Any
 
 from atomicio import atomic_directory, atomic_write_json, discard, exclusive_lock
 from contentid import file_digest
+from modelload import model_loading
 
 DENSE_DIR = "dense"
 CACHE_DIR = "cache"  # a standalone run's caches (dense GGUF copies) when HARNESS_CACHE_DIR is unset
@@ -60,8 +61,9 @@ def _convert(gguf_path: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf_path.name}
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
+    with model_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -35,6 +35,7 @@ from contentid import directory_fingerprint, file_digest
 from generators.backends.base import BUSY, CallGate, CallOutcome, ChatRequest
 from generators.config import LocalBackendConfig
 from generators.errors import BackendUnavailableError
+from modelload import model_loading
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,9 @@ class LocalBackend:
             torch.set_num_threads(self.config.threads)
         t0 = time.perf_counter()
         kw = {"gguf_file": self.gguf_file} if self.gguf_file else {}
-        tok = AutoTokenizer.from_pretrained(self.model_dir, **kw)
-        model = AutoModelForCausalLM.from_pretrained(self.model_dir, **kw)
+        with model_loading():
+            tok = AutoTokenizer.from_pretrained(self.model_dir, **kw)
+            model = AutoModelForCausalLM.from_pretrained(self.model_dir, **kw)
         model.eval()
         if not tok.chat_template:
             tok.chat_template = CHATML_TEMPLATE

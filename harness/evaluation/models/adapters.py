@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.export import resolve_export_base
+from modelload import model_loading
 from trainers.hub import hub_cache_dir, hub_offline
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -89,7 +90,8 @@ def load_merged_adapter(adapter_dir: Path, cache_dir: Path | None, **model_kwarg
     from transformers import AutoModel
 
     base = resolve_export_base(adapter_dir, cache_dir)  # a TrainInputError when it cannot be found as trained
-    model = AutoModel.from_pretrained(base.load_path, revision=base.revision, cache_dir=hub_cache_dir(), **model_kwargs)
-    wrapped = PeftModel.from_pretrained(model, str(adapter_dir))
+    with model_loading():
+        model = AutoModel.from_pretrained(base.load_path, revision=base.revision, cache_dir=hub_cache_dir(), **model_kwargs)
+        wrapped = PeftModel.from_pretrained(model, str(adapter_dir))
     merged = merge_lora(wrapped)
     return wrapped.get_base_model(), merged

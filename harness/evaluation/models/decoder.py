@@ -31,6 +31,7 @@ from harness.evaluation.models.identity import model_identity
 from harness.evaluation.models.reference import ModelReference
 from harness.evaluation.models.sentence_transformer import _tokenizer_behaviour
 from trainers.hub import hub_cache_dir
+from modelload import model_loading
 from trainers.pooling import pool
 
 DECODER_CODE_VERSION = "3"  # bump when tokenisation or pooling code changes: invalidates cached vectors
@@ -106,7 +107,8 @@ class DecoderEmbedder:
             kwargs["revision"] = revision
         if subfolder:
             kwargs["subfolder"] = subfolder
-        self.tokenizer = AutoTokenizer.from_pretrained(ref.value, **kwargs)
+        with model_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(ref.value, **kwargs)
         self.tokenizer.padding_side = padding_side
         if self.tokenizer.eos_token_id is None:
             raise ValueError(f"{ref.value}: tokenizer has no EOS token; last-token pooling needs one")
@@ -117,7 +119,8 @@ class DecoderEmbedder:
         if adapter_dir is not None and is_adapter_dir(adapter_dir):
             model, self.merged_adapters = load_merged_adapter(adapter_dir, cache_dir, **load)
         else:
-            model = AutoModel.from_pretrained(ref.value, cache_dir=hub_cache_dir(), **load, **kwargs)
+            with model_loading():
+                model = AutoModel.from_pretrained(ref.value, cache_dir=hub_cache_dir(), **load, **kwargs)
             self.merged_adapters = merge_lora(model)  # a hub adapter loaded through transformers' peft integration
         if hasattr(model.config, "use_cache"):
             model.config.use_cache = False  # an embedder never decodes

@@ -29,6 +29,7 @@ from harness.evaluation.models.base import EncodeCounter, fingerprint_of
 from harness.evaluation.models.batching import BatchPlan, default_token_budget, plan_batches, prefetch_depth, prefetched
 from harness.evaluation.models.identity import model_identity
 from harness.evaluation.models.reference import ModelReference
+from modelload import model_loading
 
 ST_CODE_VERSION = "2"  # bump when this wrapper changes what a vector is: invalidates cached vectors
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -63,10 +64,11 @@ class SentenceTransformerEmbedder:
             model_kwargs["dtype"] = getattr(torch, _DTYPES[dtype])
         if ref.kind == "path" and is_adapter_dir(Path(ref.value)):
             base = exact_base_dir(Path(ref.value), cache_dir)
-            with adapter_view(Path(ref.value), base) as view:
+            with adapter_view(Path(ref.value), base) as view, model_loading():
                 self.model = SentenceTransformer(str(view), device=device, model_kwargs=model_kwargs or None)
         else:
-            self.model = SentenceTransformer(ref.value, device=device, model_kwargs=model_kwargs or None, revision=revision)
+            with model_loading():
+                self.model = SentenceTransformer(ref.value, device=device, model_kwargs=model_kwargs or None, revision=revision)
         self.merged_adapters = merge_lora(self.model)
         first = self.model[0] if len(self.model) else None
         # Our batching drives a plain Transformer module; anything else keeps encode()'s own loop.
